@@ -1,0 +1,2 @@
+"""fednlp: federated learning benchmarks for NLP."""
+__version__ = "0.1.0"

@@ -1,0 +1,256 @@
+"""`fednlp` and its subcommands. Thin: parse, validate, call the library.
+
+Every subcommand is one function `cmd_<name>(args)`; a UserError anywhere becomes one line on stderr
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from fednlp.errors import UserError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="prepare data files")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    p = data_sub.add_parser(
+        "prepare",
+        help="read a raw dataset and write a data file (HDF5)",
+        description="Read a raw dataset (a file or folder as it lies in ../shared/data, or hf:NAME[:CONFIG]) "
+        "and write the data file of DESIGN.md.",
+    )
+    p.add_argument("--dataset", required=True, help="reader name (see `fednlp data list`) or hf:NAME[:CONFIG]")
+    p.add_argument("--source", required=True, help="the dataset's file or folder")
+    p.add_argument("--out", required=True, help="data file to write (.h5)")
+    p.add_argument("--text-column", help="text column (csv/tsv/jsonl/hf)")
+    p.add_argument("--label-column", help="label column (csv/tsv/jsonl/hf)")
+    p.add_argument("--token-column", type=int, default=0, help="token column index (conll), default 0")
+    p.add_argument("--tag-column", type=int, default=-1, help="tag column index (conll), default -1 (last)")
+    p.add_argument("--source-column", help="seq2seq source column (jsonl/hf), or per-example group column")
+    p.add_argument("--target-column", help="seq2seq target column (jsonl/hf)")
+    p.add_argument("--task", help="task type for hf: datasets: text_classification, sequence_tagging, "
+                   "span_extraction or seq2seq")
+    p.add_argument("--test-fraction", type=float, help="make a seeded test split of this fraction")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test split")
+    p.set_defaults(func=cmd_data_prepare)
+    lst = data_sub.add_parser("list", help="list the dataset readers")
+    lst.set_defaults(func=cmd_data_list)
+
+
+def _add_partition_commands(sub: argparse._SubParsersAction) -> None:
+    from fednlp.data_partition import METHODS
+
+    p = sub.add_parser(
+        "partition",
+        help="split a data file over clients; adds one group to a partition file",
+        description="Add one partition (a group named like FedNLP's) to the partition file, created if missing.",
+    )
+    p.add_argument("--data", required=True, help="data file (.h5)")
+    p.add_argument("--out", required=True, help="partition file (.h5), created if missing")
+    p.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
+    p.add_argument("--clients", type=int, required=True, help="number of clients")
+    p.add_argument("--alpha", type=float, help="Dirichlet concentration (niid_label, niid_cluster)")
+    p.add_argument("--beta", type=float, help="Dirichlet concentration of client sizes (niid_quantity)")
+    p.add_argument("--clusters", type=int, help="number of k-means clusters (niid_cluster)")
+    p.add_argument("--labels-per-client", type=int, help="labels per client (pathological)")
+    p.add_argument("--field", help="per-example field whose values are the clients (natural); default source")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_partition)
+
+    s = sub.add_parser(
+        "partition-stats",
+        help="print a partition's statistics and draw its client x label heat map",
+    )
+    s.add_argument("--data", required=True, help="data file (.h5)")
+    s.add_argument("--partition", required=True, help="partition file (.h5)")
+    s.add_argument("--method", help="group name in the partition file; default: every group")
+    s.add_argument("--plot", help="write the client x label heat map to this PNG")
+    s.set_defaults(func=cmd_partition_stats)
+
+
+def _add_training_commands(sub: argparse._SubParsersAction) -> None:
+    from fednlp.config import CentralizedConfig, TrainConfig, add_config_arguments
+
+    t = sub.add_parser(
+        "train",
+        help="federated training (one process, or under mpirun -n R)",
+        description="Federated training of a task head on a data file and a partition method. "
+        "Options come from --config (YAML) and flags of the same names; flags win.",
+    )
+    add_config_arguments(t, TrainConfig)
+    t.set_defaults(func=cmd_train)
+    c = sub.add_parser(
+        "centralized",
+        help="the centralized baseline on the union of all training data",
+        description="Train the same task and model on all training data of the data file; same run files.",
+    )
+    add_config_arguments(c, CentralizedConfig)
+    c.set_defaults(func=cmd_centralized)
+
+    from fednlp.results.leaderboard import FORMATS
+
+    b = sub.add_parser("leaderboard", help="table of every run under a directory, with the gap to centralized")
+    b.add_argument("runs", nargs="?", default="runs", help="directory searched for result.json files (default runs)")
+    b.add_argument("--format", default="markdown", choices=FORMATS)
+    b.add_argument("--out", help="write the table here instead of printing it")
+    b.set_defaults(func=cmd_leaderboard)
+
+    a = sub.add_parser("algorithms", help="list the registered federated algorithms")
+    a.set_defaults(func=cmd_algorithms)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from fednlp.config import TrainConfig, load_config
+    from fednlp.federation.runtime import train_federated
+
+    result = train_federated(load_config(TrainConfig, args))
+    if result.get("world_size", 1) == 1 or _rank() == 0:
+        print(f"{result['metric']}={result['value']:.4f} (best {result['best_value']:.4f}) in {result['wall_time_s']:.1f}s")
+
+
+def cmd_centralized(args: argparse.Namespace) -> None:
+    from fednlp.centralized import train_centralized
+    from fednlp.config import CentralizedConfig, load_config
+
+    result = train_centralized(load_config(CentralizedConfig, args))
+    print(f"{result['metric']}={result['value']:.4f} (best {result['best_value']:.4f}) in {result['wall_time_s']:.1f}s")
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from fednlp.results.leaderboard import write_leaderboard
+
+    text = write_leaderboard(args.runs, args.format, args.out)
+    print(f"wrote {args.out}" if args.out else text)
+
+
+def cmd_algorithms(args: argparse.Namespace) -> None:
+    from fednlp.algorithms.registry import load_algorithms
+
+    for name, cls in sorted(load_algorithms().items()):
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"{name:12s} {doc[0] if doc else cls.__module__}")
+
+
+def _rank() -> int:
+    from fednlp.federation.communicator import make_communicator
+
+    return make_communicator().rank
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> None:
+    from fednlp.data.prepare import prepare
+    from fednlp.data.readers import ReaderOptions
+
+    options = ReaderOptions(
+        text_column=args.text_column,
+        label_column=args.label_column,
+        token_column=args.token_column,
+        tag_column=args.tag_column,
+        source_column=args.source_column,
+        target_column=args.target_column,
+        task=args.task,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+    )
+    data = prepare(args.dataset, args.source, args.out, options)
+    print(
+        f"wrote {args.out}: {data.task_type}, {data.n_examples} examples "
+        f"({len(data.train_index_list)} train, {len(data.test_index_list)} test), {data.num_labels} labels"
+    )
+
+
+def cmd_data_list(args: argparse.Namespace) -> None:
+    from fednlp.data.readers import READERS, _load_builtin_readers
+
+    _load_builtin_readers()
+    for name, entry in sorted(READERS.items()):
+        print(f"{name:12s} {entry.task_type:20s} {entry.help}")
+
+
+def cmd_partition(args: argparse.Namespace) -> None:
+    from fednlp.data_partition import PartitionParams, add_partition
+
+    params = PartitionParams(
+        method=args.method,
+        n_clients=args.clients,
+        alpha=args.alpha,
+        beta=args.beta,
+        clusters=args.clusters,
+        labels_per_client=args.labels_per_client,
+        field=args.field,
+        seed=args.seed,
+    )
+    group = add_partition(args.data, args.out, params)
+    print(f"wrote group {group} to {args.out}")
+
+
+def cmd_partition_stats(args: argparse.Namespace) -> None:
+    from fednlp.data_partition.stats import partition_stats_report
+
+    print(partition_stats_report(args.data, args.partition, args.method, args.plot))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fednlp", description="Federated learning benchmarks for NLP: data, partitions, training, leaderboards."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMAND_GROUPS:
+        add(sub)
+    return parser
+
+
+COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_data_commands,
+    _add_partition_commands,
+    _add_training_commands,
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as exc:
+        print(f"fednlp: error: {exc}", file=sys.stderr, flush=True)
+        return _end_job(exc.exit_code)
+    except BaseException as exc:
+        if not _under_mpi():
+            raise
+        import traceback
+
+        traceback.print_exc()
+        print(f"fednlp: rank {_rank()} failed: {exc.__class__.__name__}: {exc}", file=sys.stderr, flush=True)
+        return _end_job(1)
+    return 0
+
+
+def _under_mpi() -> bool:
+    from fednlp.federation.communicator import launched_by_mpi
+
+    return launched_by_mpi()
+
+
+def _end_job(code: int) -> int:
+    """Under MPI a failing rank ends the whole job: no other rank may wait forever in a collective."""
+    if _under_mpi():
+        from fednlp.federation.communicator import make_communicator
+
+        comm = make_communicator()
+        if comm.world_size > 1:
+            comm.abort(code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data files: raw readers, the HDF5 data file, the tokenized feature cache."""

@@ -1,0 +1,76 @@
+"""Tokenized features, cached per (data file contents, task, tokenizer, max length).
+
+Training never re-tokenizes: the first run writes `<data dir>/.fednlp_cache/<data stem>-<key>.npz`
+(atomically), every later run and every rank reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from fednlp.tasks.base import Features, Task
+
+
+@lru_cache(maxsize=16)
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_path(task: Task, data_path: str | os.PathLike) -> Path:
+    data_path = Path(data_path)
+    tok = task.tokenizer
+    key_source = json.dumps(
+        {
+            "data": file_sha256(str(data_path)),
+            "task": task.cache_key(),
+            "tokenizer": [type(tok).__name__, getattr(tok, "name_or_path", ""), len(tok)],
+            "max_length": task.max_length,
+            "format": 1,
+        },
+        sort_keys=True,
+    )
+    key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
+    return data_path.parent / ".fednlp_cache" / f"{data_path.stem}-{task.name}-{key}.npz"
+
+
+def load_or_build_features(task: Task, data_path: str | os.PathLike) -> Features:
+    path = cache_path(task, data_path)
+    if path.exists():
+        return _load(path)
+    features = task.build_features()
+    _save(features, path)
+    return features
+
+
+def _save(features: Features, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    arrays = {f"array__{name}": value for name, value in features.arrays.items()}
+    np.savez(
+        tmp,
+        lengths=features.lengths,
+        example_of_row=features.example_of_row,
+        sequence_arrays=np.array(features.sequence_arrays, dtype=str),
+        **arrays,
+    )
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> Features:
+    with np.load(path) as z:
+        return Features(
+            arrays={name[len("array__"):]: z[name] for name in z.files if name.startswith("array__")},
+            lengths=z["lengths"],
+            example_of_row=z["example_of_row"],
+            sequence_arrays=tuple(str(s) for s in z["sequence_arrays"]),
+        )

@@ -1,0 +1,177 @@
+"""Readers for seq2seq (task_type seq2seq): AESLC, SciTLDR, Gigaword, and generic JSONL.
+
+Every example holds X (the source text), Y (the target to train on) and references (every reference target,
+Y first: ROUGE takes the best over them); AESLC adds source, its natural client group (the mailbox owner).
+A folder's files name their split (train*, dev* / valid*, test*); a lone file is a pool that prepare's
+--test-fraction splits.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
+
+from fednlp.data.datafile import DataFile
+from fednlp.data.readers import ReaderOptions, register_reader
+from fednlp.data.readers.layout import (
+    SPLITS,
+    Example,
+    data_file_from_splits,
+    parse_json_line,
+    read_lines,
+    split_of_name,
+)
+from fednlp.errors import UserError
+
+TASK = "seq2seq"
+
+
+def _split_of_file(path: Path) -> str:
+    split = split_of_name(path.name)
+    if split is None:
+        raise UserError(f"{path}: the file name does not say its split; expected a name starting with "
+                        "train, dev, valid or test (or give the file alone as --source)")
+    return split
+
+
+# ---------------------------------------------------------------- AESLC
+
+#: The lines that open the subject and the annotators' subjects (@ann0, @ann1, @ann2 in dev and test).
+_AESLC_MARKER = re.compile(r"^@(subject|ann\d+)[ \t\r]*$", re.MULTILINE)
+
+
+@register_reader("aeslc", TASK, "AESLC email -> subject: enron_subject_line.tar.gz or its extracted folder")
+def read_aeslc(source: Path, options: ReaderOptions) -> DataFile:
+    """One example per <user>_<folder>_<n>.subject file; dev is kept aside as validation."""
+    splits: dict[str, list[Example]] = {split: [] for split in SPLITS}
+    for name, text in _aeslc_files(source):
+        split = PurePosixPath(name).parent.name
+        if split not in splits:
+            raise UserError(f"{source}: {name} lies in {split!r}; expected it in a train, dev or test folder")
+        splits[split].append(_aeslc_example(f"{source}: {name}", text, PurePosixPath(name).name.split("_")[0]))
+    return data_file_from_splits(TASK, splits, source)
+
+
+def _aeslc_files(source: Path) -> list[tuple[str, str]]:
+    """(name, text) of every .subject file, sorted by name, from the archive or the folder."""
+    if source.is_dir():
+        files = [(path.relative_to(source).as_posix(), path.read_bytes()) for path in source.rglob("*.subject")]
+    else:
+        files = list(_tar_members(source, ".subject"))
+    decoded = []
+    for name, raw in sorted(files):
+        try:
+            decoded.append((name, raw.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{source}: {name}: byte {exc.start} is not UTF-8; expected UTF-8 text") from None
+    return decoded
+
+
+def _tar_members(archive: Path, suffix: str) -> Iterator[tuple[str, bytes]]:
+    """Members in archive order: a sorted walk would seek backwards through the gzip stream."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                if member.isfile() and member.name.endswith(suffix):
+                    yield member.name, tar.extractfile(member).read()
+    except tarfile.TarError as exc:
+        raise UserError(f"{archive}: not a readable tar archive ({exc}); expected a .tar.gz or a folder") from None
+
+
+def _aeslc_example(where: str, text: str, user: str) -> Example:
+    """The body lies before the line "@subject"; the subject, then each "@annN" subject, after it."""
+    body, *tagged = _AESLC_MARKER.split(text)
+    sections = dict(zip(tagged[0::2], (section.strip() for section in tagged[1::2])))
+    if "subject" not in sections:
+        raise UserError(f"{where}: no '@subject' line; expected the email body, a line '@subject', then the subject")
+    annotations = sorted((int(tag[3:]), section) for tag, section in sections.items() if tag != "subject")
+    subject = sections["subject"]
+    return {"X": body.strip(), "Y": subject, "references": [subject] + [a for _, a in annotations], "source": user}
+
+
+# ---------------------------------------------------------------- JSONL: SciTLDR and generic
+
+
+@register_reader("scitldr", TASK, "SciTLDR abstract -> TLDR: a folder of {train,dev,test}.jsonl, or one file")
+def read_scitldr(source: Path, options: ReaderOptions) -> DataFile:
+    """X is the abstract's sentences joined by spaces; references are every TLDR (author's, then reviewers')."""
+    return _read_jsonl(source, "source", "target")
+
+
+@register_reader("seq2seq-jsonl", TASK, "JSONL with --source-column/--target-column keys (default source/target)")
+def read_seq2seq_jsonl(source: Path, options: ReaderOptions) -> DataFile:
+    """A source that is a list of strings is joined by spaces; a target that is a list gives the references."""
+    return _read_jsonl(source, options.source_column or "source", options.target_column or "target")
+
+
+def _read_jsonl(source: Path, source_key: str, target_key: str) -> DataFile:
+    if source.is_file():
+        files = [("train", source)]
+    else:
+        files = [(_split_of_file(path), path) for path in sorted(source.glob("*.jsonl*")) if path.is_file()]
+    if not files:
+        raise UserError(f"--source {source} holds no *.jsonl files")
+    splits: dict[str, list[Example]] = {}
+    for split, path in files:
+        lines = read_lines(path)
+        splits.setdefault(split, []).extend(
+            _jsonl_example(path, number, parse_json_line(path, number, line), source_key, target_key)
+            for number, line in enumerate(lines, start=1)
+            if line.strip()
+        )
+    return data_file_from_splits(TASK, splits, source)
+
+
+def _jsonl_example(path: Path, line_number: int, record: dict[str, Any], source_key: str, target_key: str) -> Example:
+    where = f"{path} line {line_number}"
+    for key in (source_key, target_key):
+        if key not in record:
+            raise UserError(f"{where}: no key {key!r} (found {', '.join(sorted(record))}); "
+                            "name the keys with --source-column/--target-column")
+    text = _strings(where, source_key, record[source_key])
+    references = _strings(where, target_key, record[target_key])
+    return {"X": " ".join(text), "Y": references[0], "references": references}
+
+
+def _strings(where: str, key: str, value: Any) -> list[str]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise UserError(f"{where}: {key!r} is {str(value)[:80]!r}; expected a string or a non-empty list of strings")
+    return values
+
+
+# ---------------------------------------------------------------- Gigaword
+
+
+@register_reader("gigaword", TASK, "line-aligned *.article*.txt / *.title*.txt pairs (Gigaword, Rush et al.)")
+def read_gigaword(source: Path, options: ReaderOptions) -> DataFile:
+    """Line i of X.article.txt is the source of the headline on line i of X.title.txt."""
+    splits: dict[str, list[Example]] = {}
+    for split, article, title in _gigaword_pairs(source):
+        splits.setdefault(split, []).extend(_aligned_pairs(article, title))
+    return data_file_from_splits(TASK, splits, source)
+
+
+def _gigaword_pairs(source: Path) -> list[tuple[str, Path, Path]]:
+    articles = [source] if source.is_file() else sorted(source.glob("*.article*.txt"))
+    if not articles:
+        raise UserError(f"--source {source} holds no *.article*.txt files; expected line-aligned "
+                        "*.article*.txt / *.title*.txt pairs")
+    pairs = []
+    for article in articles:
+        title = article.with_name(article.name.replace(".article", ".title", 1))
+        if title == article or not title.is_file():
+            raise UserError(f"{article} has no headline file beside it; expected a file named like it with "
+                            "'.title' for '.article'")
+        pairs.append(("train" if source.is_file() else _split_of_file(article), article, title))
+    return pairs
+
+
+def _aligned_pairs(article: Path, title: Path) -> list[Example]:
+    sources, targets = read_lines(article), read_lines(title)
+    if len(sources) != len(targets):
+        raise UserError(f"{article} has {len(sources)} lines but {title} has {len(targets)}; "
+                        "expected line-aligned files, one pair per line")
+    return [{"X": text, "Y": target, "references": [target]} for text, target in zip(sources, targets)]

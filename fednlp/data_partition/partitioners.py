@@ -1,0 +1,165 @@
+"""The registered partition methods: each turns a data file's train and test indices into clients.
+
+Each method partitions the train indices, then partitions the test indices the same way with the
+same per-client draws (sizes, label mixes, label sets, groups), so every client's local test data
+looks like its training data. Every train index lands in exactly one client; a test index is left
+out only when no client can own it (a natural group or a pathological label absent from training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fednlp.data.datafile import DataFile
+from fednlp.data_partition import methods
+from fednlp.data_partition.labels import PartitionLabels, cluster_labels, field_values, task_labels
+from fednlp.data_partition.params import PartitionParams
+from fednlp.data_partition.partition_file import kmeans_group_name, read_cluster_assignment
+from fednlp.data_partition.registry import register_method
+from fednlp.errors import UserError
+
+
+@dataclass(frozen=True)
+class PartitionJob:
+    """What a partitioner reads: the data file and its train and test data-file indices."""
+
+    data: DataFile
+    data_path: Path
+    partition_path: Path
+    train: np.ndarray
+    test: np.ndarray
+
+
+@dataclass
+class PartitionResult:
+    """Positions into job.train / job.test per client, plus extra datasets and top-level groups."""
+
+    train: list[np.ndarray]
+    test: list[np.ndarray]
+    extras: dict[str, Any] = field(default_factory=dict)
+    side_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@register_method("uniform")
+def uniform(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
+    """IID: random equal-sized clients."""
+    return PartitionResult(
+        methods.uniform_split(len(job.train), params.n_clients, rng),
+        methods.uniform_split(len(job.test), params.n_clients, rng),
+    )
+
+
+@register_method("niid_quantity", ("beta",), {"beta": "beta"})
+def niid_quantity(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
+    """Quantity skew: client sizes ~ Dir(beta), at least one example each; labels not skewed."""
+    proportions = methods.quantity_proportions(params.n_clients, params.beta, rng)
+    sizes = methods.quantity_sizes(len(job.train), proportions)
+    test_sizes = methods.largest_remainder(sizes, len(job.test))
+    return PartitionResult(
+        methods.split_by_sizes(len(job.train), sizes, rng),
+        methods.split_by_sizes(len(job.test), test_sizes, rng),
+    )
+
+
+@register_method("niid_label", ("alpha",), {"alpha": "alpha"})
+def niid_label(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
+    """Label skew: equal client sizes, client label mixes ~ Dir(alpha * p)."""
+    labels = task_labels(job.data, job.data_path, params.method)
+    return _dirichlet_skew(job, labels, params, rng)
+
+
+@register_method("niid_cluster", ("alpha", "clusters"), {"alpha": "alpha"})
+def niid_cluster(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
+    """Label skew over k-means clusters of MiniLM sentence embeddings (FedNLP's skew for QA, seq2seq)."""
+    if params.clusters > len(job.train):
+        raise UserError(
+            f"--clusters {params.clusters} is more than the {len(job.train)} training examples of {job.data_path}"
+        )
+    assignment, side_groups = _clusters(job, params)
+    result = _dirichlet_skew(job, cluster_labels(assignment, params.clusters), params, rng)
+    result.side_groups.update(side_groups)
+    return result
+
+
+@register_method("natural", ("field",), {"field": "field"}, defaults={"field": "source"})
+def natural(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
+    """One client per value of a per-example field (SubjQA domain, SQuAD article title)."""
+    values = field_values(job.data, params.field, job.data_path)
+    groups = np.array(sorted(set(values[job.train].tolist())), dtype=object)
+    if len(groups) != params.n_clients:
+        raise UserError(
+            f"field {params.field!r} of {job.data_path} has {len(groups)} distinct values over the training "
+            f"examples, one client each: give --clients {len(groups)}, not {params.n_clients}"
+        )
+    return PartitionResult(
+        methods.natural_split(values[job.train], groups),
+        methods.natural_split(values[job.test], groups),
+        extras={"client_names": groups},
+    )
+
+
+@register_method("pathological", ("labels_per_client",), {"labels_per_client": "labels"})
+def pathological(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
+    """Each client holds examples of only L labels (McMahan et al. 2017's shards, label-exact)."""
+    labels = task_labels(job.data, job.data_path, params.method)
+    present = np.unique(labels.ids[job.train])
+    n_present, per = len(present), params.labels_per_client
+    if per > n_present:
+        raise UserError(
+            f"--labels-per-client {per} is more than the {n_present} labels in the training data of {job.data_path}"
+        )
+    if params.n_clients * per < n_present:
+        raise UserError(
+            f"{params.n_clients} clients x {per} labels each cannot cover the {n_present} labels of {job.data_path}; "
+            f"give at least {-(-n_present // per)} clients or more --labels-per-client"
+        )
+    compact = np.full(labels.n_labels, n_present, dtype=np.int64)  # absent labels: held by no client
+    compact[present] = np.arange(n_present)
+    label_sets = methods.pathological_label_sets(n_present, params.n_clients, per, rng)
+    return PartitionResult(
+        methods.holders_split(compact[labels.ids[job.train]], label_sets, rng),
+        methods.holders_split(compact[labels.ids[job.test]], label_sets, rng),
+        extras={"client_labels": present[label_sets]},
+    )
+
+
+def _dirichlet_skew(
+    job: PartitionJob, labels: PartitionLabels, params: PartitionParams, rng: np.random.Generator
+) -> PartitionResult:
+    train_labels, test_labels = labels.ids[job.train], labels.ids[job.test]
+    train, quotas = methods.dirichlet_label_split(train_labels, params.n_clients, params.alpha, rng, labels.n_labels)
+    test_sizes = methods.equal_sizes(len(job.test), params.n_clients)
+    test, _ = methods.mix_label_split(test_labels, test_sizes, methods.realized_mixes(quotas), rng)
+    return PartitionResult(train, test)
+
+
+def _clusters(job: PartitionJob, params: PartitionParams) -> tuple[np.ndarray, dict[str, dict[str, Any]]]:
+    """The k-means assignment for K clusters: reused from the partition file when it was made from
+    this very data file (so every niid_cluster group with this K shares one clustering), else computed."""
+    from fednlp.data_partition.embeddings import (
+        MODEL_NAME,
+        file_sha256,
+        kmeans_assignment,
+        sentence_embeddings,
+    )
+
+    checksum = file_sha256(job.data_path)
+    stored = read_cluster_assignment(job.partition_path, params.clusters)
+    if stored is not None:
+        assignment, values = stored
+        if values.get("data_sha256") == checksum and len(assignment) == job.data.n_examples:
+            return assignment, {}
+    embeddings = sentence_embeddings(job.data, job.data_path, checksum)
+    assignment = kmeans_assignment(embeddings, job.train, params.clusters, params.seed)
+    group = {
+        "cluster_assignment": assignment,
+        "n_clusters": params.clusters,
+        "seed": params.seed,
+        "data_sha256": checksum,
+        "embedding": f"{MODEL_NAME}, mean pooled, L2 normalised; k-means fit on the train examples",
+    }
+    return assignment, {kmeans_group_name(params.clusters): group}

@@ -1,0 +1,11 @@
+"""The one exception type for bad user input.
+
+Raised anywhere in the library; the CLI turns it into one line on stderr and exit code 2.
+The message names the file or option, what was found and what was expected.
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user: a missing file, a wrong field, an impossible parameter."""
+
+    exit_code = 2
