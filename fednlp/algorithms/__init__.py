@@ -1,0 +1,1 @@
+"""Federated algorithms and client samplers, behind registries."""

@@ -1,0 +1,63 @@
+"""The centralized baseline: the same task, model and test set, trained on the union of all training data."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from fednlp.config import CentralizedConfig
+from fednlp.errors import UserError
+from fednlp.federation.communicator import LocalCommunicator, make_communicator
+from fednlp.federation.local_training import LocalTrainer, batch_plan
+from fednlp.federation.session import base_result, finish, open_session
+
+
+def default_run_name(config: CentralizedConfig) -> str:
+    stem = lambda p: str(p).rstrip("/").split("/")[-1].removesuffix(".h5")  # noqa: E731
+    return f"{stem(config.data)}-centralized-{stem(config.model)}-seed{config.seed}"
+
+
+def train_centralized(config: CentralizedConfig) -> dict[str, Any]:
+    if make_communicator().world_size > 1:
+        raise UserError("fednlp centralized runs on one process; start it without mpirun")
+    session = open_session(config, LocalCommunicator(), default_run_name(config))
+    train_rows = session.features.rows_of(np.asarray(session.data.train_index_list, dtype=np.int64))
+    trainer = LocalTrainer(session.model, session.task, session.features, config, session.device, session.timer)
+    rng = np.random.default_rng([config.seed, 2])
+    torch.manual_seed(int(rng.integers(2**62)))
+    history: list[dict[str, Any]] = []
+    loop_start = time.perf_counter()
+    for chunk, (steps, epochs) in enumerate(_chunks(config), start=1):
+        batches = batch_plan(len(train_rows), config.batch_size, rng, steps=steps, epochs=epochs)
+        trainer.train(train_rows, batches)
+        last = chunk == len(_chunks(config))
+        if chunk % config.eval_every == 0 or last:
+            metrics = session.evaluate()
+            record = {"round": chunk, "elapsed_s": round(time.perf_counter() - session.started, 3), **metrics}
+            history.append(record)
+            if session.writer is not None:
+                session.writer.append_metrics(record)
+                print(f"epoch {chunk}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+    result = base_result(session)
+    result.update(
+        partition_method=None,
+        algorithm="centralized",
+        rounds=len(_chunks(config)),
+        epochs=config.epochs if config.steps is None else None,
+        steps=config.steps,
+        clients_per_round=None,
+        train_loop_s=round(time.perf_counter() - loop_start, 3),
+    )
+    return finish(session, result, history)
+
+
+def _chunks(config: CentralizedConfig) -> list[tuple[int | None, float | None]]:
+    """(steps, epochs) per training chunk, evaluated after each: whole epochs, or one chunk of fixed steps."""
+    if config.steps is not None:
+        return [(config.steps, None)]
+    epochs = 1.0 if config.epochs is None else config.epochs
+    return [(None, min(1.0, epochs - e)) for e in range(math.ceil(epochs))]

@@ -1,0 +1,177 @@
+"""One typed config, loaded from YAML and command-line flags of the same names, validated once.
+
+The dataclass is the schema: each field becomes `--field-name` (underscores to dashes), YAML keys use
+either spelling, flags override YAML, YAML overrides defaults. Bools parse "true/false/1/0/yes/no".
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fednlp.errors import UserError
+
+
+def _opt(help: str, **kwargs: Any) -> Any:
+    default = kwargs.pop("default", None)
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass
+class RunConfig:
+    """What both federated and centralized runs need."""
+
+    data: str = _opt("data file (.h5)")
+    task: str | None = _opt("task head: classification, tagging, qa, seq2seq (default: from the data file)")
+    model: str = _opt("hub name, local directory, 'minilm' or 'tiny-bert'", default="tiny-bert")
+    max_seq_length: int = _opt("tokens per input, special tokens included", default=128)
+    batch_size: int = _opt("training batch size", default=16)
+    eval_batch_size: int = _opt("evaluation batch size", default=64)
+    eval_max_examples: int | None = _opt("evaluate on the first N test examples only (default: all)")
+    lr: float = _opt("client (or centralized) learning rate", default=5e-5)
+    optimizer: str = _opt("sgd or adamw", default="adamw")
+    weight_decay: float = _opt("weight decay of the optimizer", default=0.0)
+    max_grad_norm: float | None = _opt("clip gradients to this norm (default: no clipping)")
+    precision: str = _opt("fp32, or bf16/fp16 autocast on GPU", default="fp32")
+    seed: int = _opt("root seed of every random choice", default=0)
+    eval_every: int = _opt("evaluate every N rounds (centralized: epochs)", default=1)
+    out: str | None = _opt("run directory (default: runs/<generated name>)")
+    overwrite: bool = _opt("replace a finished run in --out", default=False)
+
+    def validate(self) -> None:
+        if not self.data:
+            raise UserError("--data is required")
+        for name in ("max_seq_length", "batch_size", "eval_batch_size", "eval_every"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise UserError(f"--optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise UserError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise UserError(f"--max-grad-norm must be positive, got {self.max_grad_norm}")
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """A federated run."""
+
+    partition: str = _opt("partition file (.h5)")
+    method: str = _opt("group of the partition file, e.g. niid_label_clients=100_alpha=1.0")
+    algorithm: str = _opt("federated algorithm (see `fednlp algorithms`)", default="fedavg")
+    rounds: int = _opt("communication rounds", default=10)
+    clients_per_round: int = _opt("clients sampled each round", default=10)
+    local_epochs: float | None = _opt("local epochs per client (default 1 unless --local-steps)")
+    local_steps: int | None = _opt("fixed number of local steps per client instead of epochs")
+    server_lr: float = _opt("server learning rate (1.0 = plain FedAvg)", default=1.0)
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("partition", "method"):
+            if not getattr(self, name):
+                raise UserError(f"--{name} is required")
+        if self.rounds <= 0:
+            raise UserError(f"--rounds must be positive, got {self.rounds}")
+        if self.clients_per_round <= 0:
+            raise UserError(f"--clients-per-round must be positive, got {self.clients_per_round}")
+        if self.local_epochs is not None and self.local_steps is not None:
+            raise UserError("give --local-epochs or --local-steps, not both")
+        if self.local_steps is not None and self.local_steps <= 0:
+            raise UserError(f"--local-steps must be positive, got {self.local_steps}")
+        if self.local_epochs is not None and self.local_epochs <= 0:
+            raise UserError(f"--local-epochs must be positive, got {self.local_epochs}")
+        if self.server_lr <= 0:
+            raise UserError(f"--server-lr must be positive, got {self.server_lr}")
+
+
+@dataclass
+class CentralizedConfig(RunConfig):
+    """The centralized baseline on the union of all training data."""
+
+    epochs: float | None = _opt("training epochs (default 1 unless --steps)")
+    steps: int | None = _opt("fixed number of training steps instead of epochs")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.epochs is not None and self.steps is not None:
+            raise UserError("give --epochs or --steps, not both")
+        if (self.epochs is not None and self.epochs <= 0) or (self.steps is not None and self.steps <= 0):
+            raise UserError("--epochs and --steps must be positive")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _base_type(annotation: Any) -> type:
+    hint = annotation if not isinstance(annotation, str) else eval(annotation, vars(typing))  # noqa: S307
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """One flag per field, default None so that only what the user typed overrides the YAML."""
+    parser.add_argument("--config", help="YAML file of options (flags override it)")
+    for f in fields(config_cls):
+        kind = _base_type(f.type)
+        parse = _parse_bool if kind is bool else kind
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=parse, default=None,
+                            metavar=kind.__name__.upper(), help=f.metadata.get("help", ""))
+
+
+def load_config(config_cls: type, args: argparse.Namespace) -> Any:
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        values.update(read_yaml_config(args.config, config_cls))
+    for f in fields(config_cls):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    config = config_cls(**values)
+    config.validate()
+    return config
+
+
+def read_yaml_config(path: str | Path, config_cls: type) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--config {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"--config {path} is not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"--config {path} must hold a mapping of option: value")
+    known = {f.name: f for f in fields(config_cls)}
+    values = {}
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            raise UserError(f"--config {path}: unknown option {key!r}; known: {', '.join(sorted(known))}")
+        kind = _base_type(known[name].type)
+        if value is not None:
+            try:
+                value = _parse_bool(value) if kind is bool else kind(value)
+            except (TypeError, ValueError, argparse.ArgumentTypeError):
+                raise UserError(f"--config {path}: {key} must be {kind.__name__}, got {value!r}") from None
+        values[name] = value
+    return values
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,1 @@
+"""The federated runtime: cohorts, the round loop, local training, communicators, devices."""

@@ -1,0 +1,98 @@
+"""Local training: the same loop for a client's local steps and for the centralized baseline.
+
+One model and one optimizer live for the whole run; a client gets fresh optimizer state, its own
+seeded batch order and dropout seed, so its update does not depend on which rank trains it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from fednlp.config import RunConfig
+from fednlp.federation.device import autocast
+from fednlp.tasks.base import Features, Task
+
+
+def batch_plan(n_rows: int, batch_size: int, rng: np.random.Generator, *, steps: int | None = None,
+               epochs: float | None = None) -> list[np.ndarray]:
+    """Positions (into a client's rows) of each local batch: reshuffled every epoch.
+
+    `steps` runs exactly that many batches, cycling epochs; `epochs` runs ceil(epochs * batches per epoch)
+    batches (a fractional epoch stops part-way). The last batch of an epoch may be smaller.
+    """
+    per_epoch = math.ceil(n_rows / batch_size)
+    total = steps if steps is not None else max(1, math.ceil((1.0 if epochs is None else epochs) * per_epoch))
+    batches: list[np.ndarray] = []
+    while len(batches) < total:
+        order = rng.permutation(n_rows)
+        batches.extend(order[i : i + batch_size] for i in range(0, n_rows, batch_size))
+    return batches[:total]
+
+
+@dataclass
+class PhaseTimer:
+    """Seconds spent per phase (local training, data loading, weight copies, aggregation, evaluation)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, phase: str, start: float) -> float:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - start
+        return now
+
+
+class LocalTrainer:
+    def __init__(self, model: torch.nn.Module, task: Task, features: Features, config: RunConfig,
+                 device: torch.device, timer: PhaseTimer, algorithm: Any = None):
+        self.model = model
+        self.task = task
+        self.features = features
+        self.config = config
+        self.device = device
+        self.timer = timer
+        self.algorithm = algorithm
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = self._make_optimizer()
+        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        if self.config.optimizer == "sgd":
+            return torch.optim.SGD(self.params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        return torch.optim.AdamW(self.params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    def reset_optimizer(self) -> None:
+        """Fresh local optimizer state for the next client (FedAvg clients keep no state across rounds)."""
+        self.optimizer.state.clear()
+
+    def train(self, rows: np.ndarray, batches: list[np.ndarray], global_params: list[torch.Tensor] | None = None) -> int:
+        """Run one optimizer step per batch of positions into `rows`; returns the number of steps."""
+        self.model.train()
+        for positions in batches:
+            start = time.perf_counter()
+            batch = self.features.batch(rows[positions], self.device)
+            start = self.timer.add("data_loading", start)
+            with autocast(self.device, self.config.precision):
+                loss = self.task.loss(self.model, batch)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                loss.backward()
+            if self.algorithm is not None and global_params is not None:
+                self.algorithm.adjust_gradients(self.params, global_params)
+            if self.config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.timer.add("local_training", start)
+        return len(batches)

@@ -1,0 +1,143 @@
+"""What a federated and a centralized run share: data, task, features, model, device, run directory, record."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fednlp.config import RunConfig, config_dict
+from fednlp.data.datafile import DataFile, read_data_file
+from fednlp.data.feature_cache import file_sha256, load_or_build_features
+from fednlp.errors import UserError
+from fednlp.federation.device import pick_device
+from fednlp.federation.evaluation import evaluate
+from fednlp.federation.local_training import PhaseTimer
+from fednlp.results.run_files import RunWriter
+from fednlp.tasks.base import Features, Task
+from fednlp.tasks.models import load_tokenizer
+from fednlp.tasks.registry import resolve_task
+
+
+@dataclass
+class Session:
+    config: RunConfig
+    comm: Any
+    data: DataFile
+    task: Task
+    features: Features
+    model: torch.nn.Module
+    device: torch.device
+    test_examples: np.ndarray
+    timer: PhaseTimer
+    writer: RunWriter | None  # rank 0 only
+    run_dir: Path
+    started: float
+
+    def evaluate(self) -> dict[str, float]:
+        start = time.perf_counter()
+        metrics = evaluate(self.model, self.task, self.features, self.test_examples, self.comm,
+                           self.config.eval_batch_size, self.device, self.config.precision)
+        self.timer.add("evaluation", start)
+        return metrics
+
+
+def open_session(config: RunConfig, comm: Any, run_name: str) -> Session:
+    started = time.perf_counter()
+    run_dir = Path(config.out) if config.out else Path("runs") / run_name
+    check_run_dir(run_dir, config.overwrite)
+    data = read_data_file(config.data)
+    task_cls = resolve_task(config.task, data.task_type, config.data)
+    tokenizer = load_tokenizer(config.model)
+    specials = tokenizer.num_special_tokens_to_add(pair=task_cls.task_type == "span_extraction")
+    if config.max_seq_length <= specials:
+        raise UserError(f"--max-seq-length {config.max_seq_length} leaves no room for text: "
+                        f"the tokenizer adds {specials} special tokens")
+    task = task_cls(data, tokenizer, config.max_seq_length)
+    # Rank 0 tokenizes (once, cached on disk); the others wait and read its cache.
+    if comm.rank == 0:
+        features = load_or_build_features(task, config.data)
+    comm.barrier()
+    if comm.rank != 0:
+        features = load_or_build_features(task, config.data)
+    device = pick_device(comm.local_rank)
+    torch.manual_seed(config.seed)  # every rank builds the same initial model
+    model = task.build_model(config.model).to(device)
+    test_examples = np.asarray(data.test_index_list, dtype=np.int64)
+    if config.eval_max_examples is not None:
+        test_examples = test_examples[: config.eval_max_examples]
+    writer = None
+    if comm.rank == 0:
+        writer = RunWriter(run_dir)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        writer.write_config(config_dict(config))
+    return Session(config, comm, data, task, features, model, device, test_examples, PhaseTimer(), writer,
+                   run_dir, started)
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    if (run_dir / "result.json").exists() and not overwrite:
+        raise UserError(f"--out {run_dir} already holds a finished run (result.json); "
+                        "choose another --out or pass --overwrite true")
+
+
+def base_result(session: Session) -> dict[str, Any]:
+    """The keys every run record has; the caller adds algorithm-specific ones."""
+    config = session.config
+    return {
+        "task": session.task.name,
+        "task_type": session.data.task_type,
+        "dataset": session.data.attributes.get("dataset", Path(config.data).stem),
+        "model": config.model,
+        "metric": session.task.primary_metric,
+        "world_size": session.comm.world_size,
+        "seed": config.seed,
+        "device": str(session.device),
+        "config": config_dict(config),
+        "data_sha256": file_sha256(str(config.data)),
+        "versions": versions(),
+        "timing_s": {k: round(v, 4) for k, v in sorted(session.timer.seconds.items())},
+    }
+
+
+def finish(session: Session, result: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    primary = session.task.primary_metric
+    final = history[-1] if history else {}
+    result.update(
+        value=final.get(primary),
+        best_value=max((h[primary] for h in history), default=None),
+        metrics={k: v for k, v in final.items() if k not in ("round", "elapsed_s")},
+        wall_time_s=round(time.perf_counter() - session.started, 3),
+    )
+    if session.writer is not None:
+        session.writer.write_result(result)
+    return result
+
+
+def versions() -> dict[str, str]:
+    import h5py
+    import transformers
+
+    import fednlp
+
+    found = {"fednlp": fednlp.__version__, "python": platform.python_version(), "torch": torch.__version__,
+             "transformers": transformers.__version__, "numpy": np.__version__, "h5py": h5py.__version__}
+    commit = git_commit()
+    if commit:
+        found["fednlp_git_commit"] = commit
+    return found
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None

@@ -1,0 +1,45 @@
+"""The writer side of a run directory: config.yaml, metrics.jsonl, result.json.
+
+The leaderboard (fednlp.results.leaderboard) reads what this writes. Only rank 0 should hold a RunWriter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write beside the target, then rename: a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class RunWriter:
+    """Writes one run directory `runs/<name>/`."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=True))
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """One evaluation, one line; the file is closed (flushed) at once so a crash loses nothing before it."""
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,97 @@
+"""The task interface every head implements: data-file records -> features, model, loss, predictions, metric.
+
+The runtime never asks which task runs. It sees:
+- `Features`: padded token arrays, one row per model input; `example_of_row` maps rows to data-file
+  examples (a QA question can have several context windows, so rows and examples differ);
+- `Task.build_model`, `Task.loss` (one batch -> scalar), `Task.predict` (one batch -> a prediction per
+  row, plain Python objects so they can be gathered across ranks), `Task.compute_metrics` (every
+  prediction of the test set -> metric values). Metrics are computed once on the gathered predictions,
+  so a sharded evaluation gives exactly the single-process metric.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from fednlp.data.datafile import DataFile
+
+
+@dataclass
+class Features:
+    """Tokenized model inputs for a whole data file, padded to max length, built once and cached.
+
+    arrays: name -> array with one row per model input ([rows, max_length] for token arrays).
+    lengths: real (unpadded) length of each row; batches are cut to their longest row.
+    example_of_row: data-file index of the example each row comes from.
+    sequence_arrays: arrays laid out along the input tokens, cut with the batch (dynamic padding).
+    """
+
+    arrays: dict[str, np.ndarray]
+    lengths: np.ndarray
+    example_of_row: np.ndarray
+    sequence_arrays: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.lengths)
+
+    def rows_of(self, example_indices: np.ndarray) -> np.ndarray:
+        """Rows of the given examples, in the examples' order (rows are stored sorted by example)."""
+        examples = np.asarray(example_indices, dtype=np.int64)
+        starts = np.searchsorted(self.example_of_row, examples, side="left")
+        ends = np.searchsorted(self.example_of_row, examples, side="right")
+        if np.array_equal(ends - starts, np.ones_like(starts)):
+            return starts  # one row per example (classification, tagging, seq2seq)
+        return np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(examples) else starts
+
+    def batch(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+        """Tensors for `rows`, cut to the longest real length among them (dynamic padding)."""
+        width = int(self.lengths[rows].max())
+        batch = {}
+        for name, array in self.arrays.items():
+            part = array[rows, :width] if name in self.sequence_arrays else array[rows]
+            if part.dtype.kind in "iu":  # stored narrow to save memory; embeddings want int64
+                part = part.astype(np.int64)
+            batch[name] = torch.from_numpy(np.ascontiguousarray(part)).to(device, non_blocking=True)
+        return batch
+
+
+class Task(ABC):
+    """One task head. Subclasses are small: they own features, model, loss, predictions and metric."""
+
+    name: ClassVar[str]  # --task value
+    task_type: ClassVar[str]  # data file task_type
+    primary_metric: ClassVar[str]
+
+    def __init__(self, data: DataFile, tokenizer: Any, max_length: int):
+        self.data = data
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    @abstractmethod
+    def build_features(self) -> Features:
+        """Tokenize every example of the data file (called once; the result is cached on disk)."""
+
+    @abstractmethod
+    def build_model(self, model_name: str) -> torch.nn.Module:
+        """The model with this task's head, from a hub name, a local directory or a built-in alias."""
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**batch).loss
+
+    @abstractmethod
+    def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[Any]:
+        """One prediction per row of the batch, as plain Python values."""
+
+    @abstractmethod
+    def compute_metrics(self, rows: np.ndarray, predictions: list[Any], features: Features) -> dict[str, float]:
+        """Metric values over the predictions of `rows` (every test row, gathered from all ranks)."""
+
+    def cache_key(self) -> str:
+        """What, besides the data file, tokenizer and max length, changes the features."""
+        return self.name

@@ -1,0 +1,61 @@
+"""Text classification: one label per text; accuracy (primary) and macro-F1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+
+from fednlp.tasks.base import Features, Task
+from fednlp.tasks.models import build_auto_model
+from fednlp.tasks.registry import register_task
+
+
+@register_task
+class TextClassification(Task):
+    name = "classification"
+    task_type = "text_classification"
+    primary_metric = "accuracy"
+
+    def build_features(self) -> Features:
+        texts = self.data.fields["X"]
+        encoded = self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, padding="max_length", return_tensors="np"
+        )
+        vocab = self.data.label_vocab
+        labels = np.array([vocab[y] for y in self.data.fields["Y"]], dtype=np.int64)
+        arrays = {"input_ids": encoded["input_ids"].astype(np.int32), "attention_mask": encoded["attention_mask"].astype(np.int8)}
+        if "token_type_ids" in encoded:
+            arrays["token_type_ids"] = encoded["token_type_ids"].astype(np.int8)
+        arrays["labels"] = labels
+        return Features(
+            arrays=arrays,
+            lengths=arrays["attention_mask"].sum(axis=1).astype(np.int32),
+            example_of_row=np.arange(len(texts), dtype=np.int64),
+        )
+
+    def build_model(self, model_name: str) -> torch.nn.Module:
+        from transformers import AutoModelForSequenceClassification
+
+        vocab = self.data.label_vocab
+        return build_auto_model(
+            AutoModelForSequenceClassification,
+            model_name,
+            num_labels=len(vocab),
+            id2label={i: label for label, i in vocab.items()},
+            label2id=dict(vocab),
+        )
+
+    def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[Any]:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return model(**inputs).logits.argmax(dim=-1).tolist()
+
+    def compute_metrics(self, rows: np.ndarray, predictions: list[Any], features: Features) -> dict[str, float]:
+        labels = features.arrays["labels"][rows]
+        predicted = np.asarray(predictions)
+        return {
+            "accuracy": float((predicted == labels).mean()),
+            "macro_f1": float(f1_score(labels, predicted, average="macro", labels=np.arange(len(self.data.label_vocab)), zero_division=0)),
+        }

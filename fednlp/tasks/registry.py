@@ -1,0 +1,42 @@
+"""Task heads by name (`--task`) and by the data file's task_type."""
+
+from __future__ import annotations
+
+from fednlp.errors import UserError
+from fednlp.tasks.base import Task
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    if cls.name in TASKS:
+        raise ValueError(f"task {cls.name!r} is already registered")
+    TASKS[cls.name] = cls
+    return cls
+
+
+def _load_builtin_tasks() -> None:
+    import importlib
+
+    for module in ("classification", "tagging", "qa", "seq2seq"):
+        try:
+            importlib.import_module(f"fednlp.tasks.{module}")
+        except ModuleNotFoundError as exc:  # a head not written yet must not break the others
+            if exc.name != f"fednlp.tasks.{module}":
+                raise
+
+
+def resolve_task(name: str | None, task_type: str, data_path: str) -> type[Task]:
+    """The task class for `--task name`, checked against the data file's task_type (None: infer it)."""
+    _load_builtin_tasks()
+    by_type = {cls.task_type: cls for cls in TASKS.values()}
+    if name is None:
+        if task_type not in by_type:
+            raise UserError(f"data file {data_path} holds {task_type} data, for which no task head exists")
+        return by_type[task_type]
+    if name not in TASKS:
+        raise UserError(f"--task {name!r} is not a known task; known: {', '.join(sorted(TASKS))}")
+    cls = TASKS[name]
+    if cls.task_type != task_type:
+        raise UserError(f"--task {name} needs {cls.task_type} data, but data file {data_path} holds {task_type} data")
+    return cls
