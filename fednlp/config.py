@@ -42,13 +42,21 @@ class RunConfig:
     precision: str = _opt("fp32, or bf16/fp16 autocast on GPU", default="fp32")
     seed: int = _opt("root seed of every random choice", default=0)
     eval_every: int = _opt("evaluate every N rounds (centralized: epochs)", default=1)
+    freeze_layers: int | None = _opt("freeze the embeddings and the first K transformer blocks (FedNLP's option)")
+    doc_stride: int = _opt("QA: overlap, in tokens, between the windows of a long context", default=128)
+    max_answer_length: int = _opt("QA: longest answer span, in tokens", default=30)
+    max_target_length: int = _opt("seq2seq: tokens per target (training and generation)", default=64)
+    num_beams: int = _opt("seq2seq: beams of the beam search at evaluation", default=4)
     out: str | None = _opt("run directory (default: runs/<generated name>)")
     overwrite: bool = _opt("replace a finished run in --out", default=False)
 
     def validate(self) -> None:
         if not self.data:
             raise UserError("--data is required")
-        for name in ("max_seq_length", "batch_size", "eval_batch_size", "eval_every"):
+        if self.freeze_layers is not None and self.freeze_layers < 0:
+            raise UserError(f"--freeze-layers must be 0 or more, got {self.freeze_layers}")
+        for name in ("max_seq_length", "batch_size", "eval_batch_size", "eval_every", "doc_stride",
+                     "max_answer_length", "max_target_length", "num_beams"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,8 +20,7 @@ from fednlp.federation.runtime import Federation
 from fednlp.federation.cohort import round_rng
 from fednlp.federation.session import open_session
 from fednlp.algorithms.fedavg import FedAvg
-
-HERE = Path(__file__).resolve().parent
+from mpi_helpers import run_script
 METHOD = "niid_label_clients=12_alpha=1.0"
 
 
@@ -107,12 +103,7 @@ def test_fedavg_round_equals_the_explicit_weighted_average(bbc, tmp_path: Path) 
 
 
 def _run_dump(config: TrainConfig, out: Path, ranks: int) -> dict:
-    cmd = [sys.executable, str(HERE / "mpi_scripts" / "federated_dump.py"), json.dumps(asdict(config)), str(out)]
-    if ranks > 1:
-        cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root", "-x", "PYTHONPATH"] + cmd
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_script("federated_dump.py", [json.dumps(asdict(config)), str(out)], ranks)
     return json.loads(Path(str(out) + ".json").read_text())
 
 

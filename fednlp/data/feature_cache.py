@@ -35,7 +35,7 @@ def cache_path(task: Task, data_path: str | os.PathLike) -> Path:
             "task": task.cache_key(),
             "tokenizer": [type(tok).__name__, getattr(tok, "name_or_path", ""), len(tok)],
             "max_length": task.max_length,
-            "format": 1,
+            "format": 2,
         },
         sort_keys=True,
     )
@@ -61,6 +61,7 @@ def _save(features: Features, path: Path) -> None:
         lengths=features.lengths,
         example_of_row=features.example_of_row,
         sequence_arrays=np.array(features.sequence_arrays, dtype=str),
+        host_arrays=np.array(features.host_arrays, dtype=str),
         **arrays,
     )
     os.replace(tmp, path)
@@ -73,4 +74,5 @@ def _load(path: Path) -> Features:
             lengths=z["lengths"],
             example_of_row=z["example_of_row"],
             sequence_arrays=tuple(str(s) for s in z["sequence_arrays"]),
+            host_arrays=tuple(str(s) for s in z["host_arrays"]),
         )

@@ -31,7 +31,7 @@ def predict_rows(model: torch.nn.Module, task: Task, features: Features, rows: n
     for i in range(0, len(by_length), batch_size):
         chunk = by_length[i : i + batch_size]
         with autocast(device, precision):
-            out = task.predict(model, features.batch(chunk, device))
+            out = task.predict(model, features.batch(chunk, device), chunk)
         predictions.update(zip(chunk.tolist(), out))
     return [predictions[r] for r in rows.tolist()]
 

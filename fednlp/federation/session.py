@@ -21,7 +21,7 @@ from fednlp.federation.evaluation import evaluate
 from fednlp.federation.local_training import PhaseTimer
 from fednlp.results.run_files import RunWriter
 from fednlp.tasks.base import Features, Task
-from fednlp.tasks.models import load_tokenizer
+from fednlp.tasks.models import freeze_layers, load_tokenizer
 from fednlp.tasks.registry import resolve_task
 
 
@@ -59,7 +59,7 @@ def open_session(config: RunConfig, comm: Any, run_name: str) -> Session:
     if config.max_seq_length <= specials:
         raise UserError(f"--max-seq-length {config.max_seq_length} leaves no room for text: "
                         f"the tokenizer adds {specials} special tokens")
-    task = task_cls(data, tokenizer, config.max_seq_length)
+    task = task_cls(data, tokenizer, config)
     # Rank 0 tokenizes (once, cached on disk); the others wait and read its cache.
     if comm.rank == 0:
         features = load_or_build_features(task, config.data)
@@ -68,7 +68,10 @@ def open_session(config: RunConfig, comm: Any, run_name: str) -> Session:
         features = load_or_build_features(task, config.data)
     device = pick_device(comm.local_rank)
     torch.manual_seed(config.seed)  # every rank builds the same initial model
-    model = task.build_model(config.model).to(device)
+    model = task.build_model(config.model)
+    if config.freeze_layers is not None:
+        freeze_layers(model, config.freeze_layers)
+    model = model.to(device)
     test_examples = np.asarray(data.test_index_list, dtype=np.int64)
     if config.eval_max_examples is not None:
         test_examples = test_examples[: config.eval_max_examples]

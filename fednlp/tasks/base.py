@@ -1,7 +1,7 @@
 """The task interface every head implements: data-file records -> features, model, loss, predictions, metric.
 
 The runtime never asks which task runs. It sees:
-- `Features`: padded token arrays, one row per model input; `example_of_row` maps rows to data-file
+- `Features`: padded token arrays (some kept on the host for the task's own use), one row per model input; `example_of_row` maps rows to data-file
   examples (a QA question can have several context windows, so rows and examples differ);
 - `Task.build_model`, `Task.loss` (one batch -> scalar), `Task.predict` (one batch -> a prediction per
   row, plain Python objects so they can be gathered across ranks), `Task.compute_metrics` (every
@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from fednlp.config import RunConfig
 from fednlp.data.datafile import DataFile
 
 
@@ -29,12 +30,14 @@ class Features:
     lengths: real (unpadded) length of each row; batches are cut to their longest row.
     example_of_row: data-file index of the example each row comes from.
     sequence_arrays: arrays laid out along the input tokens, cut with the batch (dynamic padding).
+    host_arrays: arrays the task reads itself (e.g. QA offsets); never part of a model batch.
     """
 
     arrays: dict[str, np.ndarray]
     lengths: np.ndarray
     example_of_row: np.ndarray
     sequence_arrays: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+    host_arrays: tuple[str, ...] = ()
 
     @property
     def n_rows(self) -> int:
@@ -54,6 +57,8 @@ class Features:
         width = int(self.lengths[rows].max())
         batch = {}
         for name, array in self.arrays.items():
+            if name in self.host_arrays:
+                continue
             part = array[rows, :width] if name in self.sequence_arrays else array[rows]
             if part.dtype.kind in "iu":  # stored narrow to save memory; embeddings want int64
                 part = part.astype(np.int64)
@@ -68,10 +73,11 @@ class Task(ABC):
     task_type: ClassVar[str]  # data file task_type
     primary_metric: ClassVar[str]
 
-    def __init__(self, data: DataFile, tokenizer: Any, max_length: int):
+    def __init__(self, data: DataFile, tokenizer: Any, config: RunConfig):
         self.data = data
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.config = config  # task options live in the one config (max lengths, doc stride, beams, ...)
+        self.max_length = config.max_seq_length
 
     @abstractmethod
     def build_features(self) -> Features:
@@ -85,13 +91,13 @@ class Task(ABC):
         return model(**batch).loss
 
     @abstractmethod
-    def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[Any]:
-        """One prediction per row of the batch, as plain Python values."""
+    def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: np.ndarray) -> list[Any]:
+        """One prediction per row of the batch (`rows` are the feature rows), as plain Python values."""
 
     @abstractmethod
     def compute_metrics(self, rows: np.ndarray, predictions: list[Any], features: Features) -> dict[str, float]:
         """Metric values over the predictions of `rows` (every test row, gathered from all ranks)."""
 
     def cache_key(self) -> str:
-        """What, besides the data file, tokenizer and max length, changes the features."""
+        """What, besides the data file, tokenizer and max length, changes the features (e.g. doc stride)."""
         return self.name

@@ -48,7 +48,7 @@ class TextClassification(Task):
             label2id=dict(vocab),
         )
 
-    def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[Any]:
+    def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: np.ndarray) -> list[Any]:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         return model(**inputs).logits.argmax(dim=-1).tolist()
 

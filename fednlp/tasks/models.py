@@ -83,3 +83,27 @@ def _unknown_model(model_name: str, exc: Exception) -> str:
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
     return (f"--model {model_name!r} could not be loaded as a {where}: {first_line}; "
             f"built-in offline models: {', '.join(ALIASES)}")
+
+
+def freeze_layers(model: Any, k: int) -> None:
+    """Freeze the input embeddings and the first `k` transformer blocks (FedNLP's --freeze_layers).
+
+    The blocks are the first `nn.ModuleList` of the model (the encoder's layers in BERT, BART, T5 and
+    encoder-decoders). Frozen parameters get requires_grad=False, so they are neither trained nor
+    communicated (the runtime's flat buffer holds trainable parameters only).
+    """
+    import torch
+
+    for module_name, module in model.named_modules():
+        if module_name.split(".")[-1] in ("embeddings", "embed_tokens", "embed_positions", "shared"):
+            module.requires_grad_(False)
+    model.get_input_embeddings().requires_grad_(False)
+    blocks = next((m for m in model.modules() if isinstance(m, torch.nn.ModuleList)), None)
+    if blocks is None:
+        if k > 0:
+            raise UserError("--freeze-layers: this model has no list of transformer blocks to freeze")
+        return
+    if k > len(blocks):
+        raise UserError(f"--freeze-layers {k} exceeds the model's {len(blocks)} transformer blocks")
+    for block in list(blocks)[:k]:
+        block.requires_grad_(False)
