@@ -51,6 +51,7 @@ def train_centralized(config: CentralizedConfig) -> dict[str, Any]:
         steps=config.steps,
         clients_per_round=None,
         train_loop_s=round(time.perf_counter() - loop_start, 3),
+        local_steps_total=trainer.steps_done,
     )
     return finish(session, result, history)
 

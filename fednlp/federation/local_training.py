@@ -60,6 +60,7 @@ class LocalTrainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = self._make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
+        self.steps_done = 0
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         if self.config.optimizer == "sgd":
@@ -95,4 +96,5 @@ class LocalTrainer:
                 self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.timer.add("local_training", start)
+        self.steps_done += len(batches)
         return len(batches)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import resource
 import subprocess
 import time
 from dataclasses import dataclass
@@ -112,7 +113,9 @@ def base_result(session: Session) -> dict[str, Any]:
 def finish(session: Session, result: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
     primary = session.task.primary_metric
     final = history[-1] if history else {}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     result.update(
+        peak_rss_mb_per_rank=[round(m, 1) for m in session.comm.allgather(peak_mb)],
         value=final.get(primary),
         best_value=max((h[primary] for h in history), default=None),
         metrics={k: v for k, v in final.items() if k not in ("round", "elapsed_s")},

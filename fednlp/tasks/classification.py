@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
-from fednlp.tasks.base import Features, Task
+from fednlp.tasks.base import Features, Task, tokenize_in_chunks
 from fednlp.tasks.models import build_auto_model
 from fednlp.tasks.registry import register_task
 
@@ -21,8 +21,10 @@ class TextClassification(Task):
 
     def build_features(self) -> Features:
         texts = self.data.fields["X"]
-        encoded = self.tokenizer(
-            texts, truncation=True, max_length=self.max_length, padding="max_length", return_tensors="np"
+        encoded = tokenize_in_chunks(
+            lambda chunk: self.tokenizer(chunk, truncation=True, max_length=self.max_length, padding="max_length",
+                                         return_tensors="np"),
+            texts,
         )
         vocab = self.data.label_vocab
         labels = np.array([vocab[y] for y in self.data.fields["Y"]], dtype=np.int64)
