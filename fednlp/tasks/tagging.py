@@ -1,0 +1,158 @@
+"""Sequence tagging (NER): a tag per word; span-level F1 (primary), precision and recall from seqeval.
+
+Words are split into sub-tokens; only a word's first sub-token carries its label (the others, the special
+tokens and the padding get -100, ignored by the loss), and the prediction at that sub-token is the word's
+prediction. A sentence longer than the model input is cut into several rows ("windows") of whole
+consecutive words, so every word is predicted exactly once and the metric is computed on every gold tag.
+The metric is seqeval's CoNLL definition (Tjong Kim Sang & De Meulder, 2003): an entity counts only if its
+type and both boundaries match.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from fednlp.tasks.base import Features, Task
+from fednlp.tasks.models import build_auto_model
+from fednlp.tasks.registry import register_task
+
+IGNORE = -100  # the label id torch's cross-entropy skips
+WINDOWING = "whole-words-v1"  # bump when the windowing or labelling below changes the features
+
+
+@register_task
+class SequenceTagging(Task):
+    name = "tagging"
+    task_type = "sequence_tagging"
+    primary_metric = "f1"
+
+    def build_features(self) -> Features:
+        sentences, counts = self._tokenizable(self.data.fields["X"])
+        capacity = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
+        windows = [(example, first, last)
+                   for example, sentence_counts in enumerate(counts)
+                   for first, last in word_windows(sentence_counts, capacity)]
+        encoded = self.tokenizer(
+            [sentences[example][first:last] for example, first, last in windows], is_split_into_words=True,
+            truncation=True, max_length=self.max_length, padding="max_length",
+        )
+        vocab = self.data.label_vocab
+        labels = np.full((len(windows), self.max_length), IGNORE, dtype=np.int16)
+        for row, (example, first, last) in enumerate(windows):
+            positions, words = first_subtokens(encoded.word_ids(row))
+            # Each window holds whole words that fit, so each of its words keeps its first sub-token.
+            assert np.array_equal(words, np.arange(last - first)), f"example {example}: words lost in windowing"
+            tags = self.data.fields["Y"][example]
+            labels[row, positions] = [vocab[tags[first + w]] for w in words]
+        arrays = {"input_ids": np.asarray(encoded["input_ids"], dtype=np.int32),
+                  "attention_mask": np.asarray(encoded["attention_mask"], dtype=np.int8)}
+        if "token_type_ids" in encoded:
+            arrays["token_type_ids"] = np.asarray(encoded["token_type_ids"], dtype=np.int8)
+        arrays["labels"] = labels
+        arrays["first_word"] = np.array([first for _, first, _ in windows], dtype=np.int32)
+        return Features(
+            arrays=arrays,
+            lengths=arrays["attention_mask"].sum(axis=1).astype(np.int32),
+            example_of_row=np.array([example for example, _, _ in windows], dtype=np.int64),
+            sequence_arrays=("input_ids", "attention_mask", "token_type_ids", "labels"),
+            host_arrays=("first_word",),
+        )
+
+    def _tokenizable(self, sentences: list[list[str]]) -> tuple[list[list[str]], list[np.ndarray]]:
+        """The sentences with every word the tokenizer turns into nothing (e.g. a lone emoji variation
+        selector) replaced by its unknown token, so that it too gets a sub-token and a prediction; and the
+        sub-token count of each word."""
+        sentences = [list(words) for words in sentences]
+        counts = self._subtoken_counts(sentences)
+        silent = [i for i, n in enumerate(counts) if not n.all()]
+        unknown = self.tokenizer.unk_token or "?"
+        for i in silent:
+            sentences[i] = [word if n else unknown for word, n in zip(sentences[i], counts[i])]
+        for i, n in zip(silent, self._subtoken_counts([sentences[i] for i in silent])):
+            assert n.all(), f"example {i}: a word still has no sub-token after replacing it by {unknown!r}"
+            counts[i] = n
+        return sentences, counts
+
+    def _subtoken_counts(self, sentences: list[list[str]]) -> list[np.ndarray]:
+        if not sentences:
+            return []
+        encoded = self.tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)
+        counts = []
+        for i, words in enumerate(sentences):
+            word_ids = np.array([w for w in encoded.word_ids(i) if w is not None], dtype=np.int64)
+            counts.append(np.bincount(word_ids, minlength=len(words)))
+        return counts
+
+    def build_model(self, model_name: str) -> torch.nn.Module:
+        from transformers import AutoModelForTokenClassification
+
+        vocab = self.data.label_vocab
+        return build_auto_model(
+            AutoModelForTokenClassification,
+            model_name,
+            num_labels=len(vocab),
+            id2label={i: label for label, i in vocab.items()},
+            label2id=dict(vocab),
+        )
+
+    def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: np.ndarray) -> list[Any]:
+        """Per row, the predicted label ids of its labelled positions: one per word of the window, in order."""
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        predicted = model(**inputs).logits.argmax(dim=-1).cpu().numpy()
+        labelled = (batch["labels"] != IGNORE).cpu().numpy()
+        return [p[mask].tolist() for p, mask in zip(predicted, labelled)]
+
+    def compute_metrics(self, rows: np.ndarray, predictions: list[Any], features: Features) -> dict[str, float]:
+        from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+        tag_of = {i: label for label, i in self.data.label_vocab.items()}
+        by_example: dict[int, list[str | None]] = {}
+        for row, predicted in zip(np.asarray(rows).tolist(), predictions):
+            example = int(features.example_of_row[row])
+            gold = self.data.fields["Y"][example]
+            words = by_example.setdefault(example, [None] * len(gold))
+            first = int(features.arrays["first_word"][row])
+            for offset, label_id in enumerate(predicted):
+                assert words[first + offset] is None, f"example {example}: word {first + offset} predicted twice"
+                words[first + offset] = tag_of[label_id]
+        examples = sorted(by_example)
+        y_true = [list(self.data.fields["Y"][e]) for e in examples]
+        y_pred = [by_example[e] for e in examples]
+        for e, tags in zip(examples, y_pred):
+            assert None not in tags, f"example {e}: word {tags.index(None)} has no prediction"
+        return {
+            "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+            "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+            "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+        }
+
+    def cache_key(self) -> str:
+        return f"{self.name}-{WINDOWING}-{sorted(self.data.label_vocab.items())}"
+
+
+def word_windows(subtoken_counts: np.ndarray, capacity: int) -> list[tuple[int, int]]:
+    """[first, last) word ranges of consecutive whole words whose sub-tokens fit `capacity`, covering
+    every word once; a word longer than `capacity` alone gets a window (the tokenizer cuts its tail, its
+    first sub-token, which carries its label, stays)."""
+    if len(subtoken_counts) == 0:
+        return []  # an empty sentence has nothing to predict, so it gets no row
+    windows: list[tuple[int, int]] = []
+    first, used = 0, 0
+    for word, n in enumerate(subtoken_counts.tolist()):
+        if word > first and used + n > capacity:
+            windows.append((first, word))
+            first, used = word, 0
+        used += n
+    windows.append((first, len(subtoken_counts)))
+    return windows
+
+
+def first_subtokens(word_ids: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of each word's first sub-token and the words they start."""
+    words = np.array([-1 if w is None else w for w in word_ids], dtype=np.int64)
+    starts = np.flatnonzero((words >= 0) & (words != np.concatenate(([-1], words[:-1]))))
+    return starts, words[starts]
