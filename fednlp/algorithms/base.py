@@ -1,40 +1,88 @@
 """The algorithm interface: a client side (hooks into local training) and a server side (mean update ->
 next global model), both testable without MPI. The runtime calls nothing else.
+
+Which clients train and how their updates are weighted is the sampler's job (fednlp/algorithms/samplers.py),
+not the algorithm's: the runtime hands `server_step` the sampler's weighted aggregate.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import dataclasses
+import typing
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
 from fednlp.config import TrainConfig
+from fednlp.errors import UserError
+
+P = TypeVar("P")
 
 
 class Algorithm:
-    """FedAvg's behaviour by default; subclasses override the one hook their rule changes."""
+    """FedAvg's behaviour by default; subclasses override the one hook their rule changes.
+
+    `default_server_lr` is used when --server-lr is not given; None makes --server-lr required (adaptive
+    server optimizers have no learning rate that suits every task). `Options`, a frozen dataclass, declares
+    the options a plugin algorithm reads from --algorithm-options "key=value,...".
+    """
 
     name: ClassVar[str]
+    default_server_lr: ClassVar[float | None] = 1.0
+    Options: ClassVar[type | None] = None
 
     def __init__(self, config: TrainConfig):
         self.config = config
+        label = getattr(self, "name", type(self).__name__)  # registered classes have a name
+        server_lr = config.server_lr if config.server_lr is not None else self.default_server_lr
+        if server_lr is None:
+            raise UserError(f"--algorithm {label} needs --server-lr (the server learning rate; it has no default)")
+        self.server_lr: float = server_lr
+        self.options = parse_options(config.algorithm_options, self.Options, label)
 
     # -- client side -----------------------------------------------------------------------------
     def adjust_gradients(self, params: list[torch.Tensor], global_params: list[torch.Tensor]) -> None:
-        """Called after each local backward pass, before clipping and the optimizer step."""
+        """Called after each local backward pass, before clipping and the optimizer step.
 
-    def client_weight(self, n_examples: int) -> float:
-        """Aggregation weight of a client's update (FedAvg: its number of training examples)."""
-        return float(n_examples)
+        `global_params` are views of the round's global weights, shaped like `params`: read them, never write.
+        """
 
     # -- server side -----------------------------------------------------------------------------
     def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, round_idx: int) -> None:
-        """Turn the weighted mean client update (local - global) into the next global model, in place."""
-        global_flat.add_(mean_update, alpha=self.config.server_lr)
+        """Turn the aggregated client update (weighted mean of local - global) into the next global model,
+        in place. `mean_update` is the runtime's scratch buffer: a step may overwrite it."""
+        global_flat.add_(mean_update, alpha=self.server_lr)
 
     def state_dict(self) -> dict[str, Any]:
-        """Server state carried across rounds (checkpointed)."""
+        """Server state carried across rounds (checkpointed): tensors and numbers only."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
+
+
+def parse_options(text: str | None, options_cls: type[P] | None, algorithm: str) -> P | None:
+    """'key=value,key=value' -> an instance of the frozen dataclass `options_cls` (fields typed int, float,
+    str or bool; the ones not given keep their defaults)."""
+    if options_cls is None:
+        if text:
+            raise UserError(f"--algorithm-options: algorithm {algorithm} takes no options, got {text!r}")
+        return None
+    hints = typing.get_type_hints(options_cls)
+    fields = {f.name for f in dataclasses.fields(options_cls)}
+    values: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise UserError(f"--algorithm-options: expected key=value with key one of {', '.join(sorted(fields))} "
+                            f"(algorithm {algorithm}), got {item!r}")
+        kind, raw = hints[key], raw.strip()
+        try:
+            values[key] = _BOOLS[raw.lower()] if kind is bool else kind(raw)
+        except (KeyError, ValueError):
+            raise UserError(f"--algorithm-options: {key} must be {kind.__name__}, got {raw!r}") from None
+    return options_cls(**values)
+
+
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}

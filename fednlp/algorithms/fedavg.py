@@ -7,4 +7,4 @@ from fednlp.algorithms.registry import register_algorithm
 
 @register_algorithm("fedavg")
 class FedAvg(Algorithm):
-    """Weighted mean of client models, weights = client example counts."""
+    """Weighted mean of the client models (weights from the sampler), times --server-lr."""

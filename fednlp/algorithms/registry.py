@@ -1,42 +1,73 @@
-"""Algorithms by name: `@register_algorithm(name)` here, or the `fednlp.algorithms` entry-point group
-for packages installed beside fednlp. No if/elif on names anywhere else."""
+"""Algorithms and client samplers by name: `@register_algorithm(name)` / `@register_sampler(name)` here, or
+the `fednlp.algorithms` / `fednlp.samplers` entry-point groups for packages installed beside fednlp.
+No if/elif on names anywhere else."""
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import entry_points
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
 from fednlp.algorithms.base import Algorithm
 from fednlp.errors import UserError
 
-ALGORITHMS: dict[str, type[Algorithm]] = {}
-ENTRY_POINT_GROUP = "fednlp.algorithms"
+T = TypeVar("T", bound=type)
+
+
+class Registry(Generic[T]):
+    """Name -> class, filled by a decorator (built-ins, inline plugins) and by an entry-point group
+    (installed plugins). Duplicates are refused, as Opacus' `register_accountant` does."""
+
+    def __init__(self, kind: str, option: str, base: type, group: str, builtins: tuple[str, ...]):
+        self.kind, self.option, self.base, self.group, self.builtins = kind, option, base, group, builtins
+        self.entries: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorate(cls: T) -> T:
+            if name in self.entries and self.entries[name] is not cls:
+                raise ValueError(f"{self.kind} {name!r} is already registered by {self.entries[name].__module__}")
+            cls.name = name
+            self.entries[name] = cls
+            return cls
+
+        return decorate
+
+    def load(self) -> dict[str, T]:
+        """Built-ins plus every plugin of the entry-point group (importing a plugin may register it)."""
+        for module in self.builtins:
+            importlib.import_module(module)
+        for entry in entry_points(group=self.group):
+            loaded = entry.load()
+            if not (isinstance(loaded, type) and issubclass(loaded, self.base)):
+                raise UserError(f"entry point {entry.name} = {entry.value} of group {self.group} is not a subclass "
+                                f"of {self.base.__module__}.{self.base.__name__}")
+            if self.entries.get(entry.name) is not loaded:
+                try:
+                    self.register(entry.name)(loaded)
+                except ValueError as exc:
+                    raise UserError(f"entry point {entry.name} = {entry.value} of group {self.group}: {exc}") from None
+        return self.entries
+
+    def get(self, name: str) -> T:
+        known = self.load()
+        if name not in known:
+            raise UserError(f"{self.option} {name!r} is not a known {self.kind}; known: {', '.join(sorted(known))}")
+        return known[name]
+
+
+ALGORITHMS: Registry[type[Algorithm]] = Registry(
+    "algorithm", "--algorithm", Algorithm, "fednlp.algorithms",
+    ("fednlp.algorithms.fedavg", "fednlp.algorithms.fedavgm", "fednlp.algorithms.fedprox", "fednlp.algorithms.fedopt"),
+)
 
 
 def register_algorithm(name: str) -> Callable[[type[Algorithm]], type[Algorithm]]:
-    def decorate(cls: type[Algorithm]) -> type[Algorithm]:
-        if name in ALGORITHMS and ALGORITHMS[name] is not cls:
-            raise ValueError(f"algorithm {name!r} is already registered by {ALGORITHMS[name].__module__}")
-        cls.name = name
-        ALGORITHMS[name] = cls
-        return cls
-
-    return decorate
+    return ALGORITHMS.register(name)
 
 
 def load_algorithms() -> dict[str, type[Algorithm]]:
-    """Built-ins plus every plugin of the entry-point group (importing a plugin registers it)."""
-    import fednlp.algorithms.fedavg  # noqa: F401
-
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry.load()
-        if isinstance(loaded, type) and issubclass(loaded, Algorithm) and entry.name not in ALGORITHMS:
-            register_algorithm(entry.name)(loaded)
-    return ALGORITHMS
+    return ALGORITHMS.load()
 
 
 def get_algorithm(name: str) -> type[Algorithm]:
-    algorithms = load_algorithms()
-    if name not in algorithms:
-        raise UserError(f"--algorithm {name!r} is not a known algorithm; known: {', '.join(sorted(algorithms))}")
-    return algorithms[name]
+    return ALGORITHMS.get(name)

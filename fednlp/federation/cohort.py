@@ -1,6 +1,7 @@
-"""Which clients train in a round, and on which rank: pure functions of (seed, round).
+"""Per-round randomness and the spread of a round's cohort over the ranks: pure functions of (seed, round).
 
 Every rank calls these with the same arguments and gets the same answer, so no message is needed.
+Which clients form the cohort is the sampler's choice (fednlp/algorithms/samplers.py).
 """
 
 from __future__ import annotations
@@ -11,12 +12,6 @@ import numpy as np
 def round_rng(seed: int, round_idx: int, *stream: int) -> np.random.Generator:
     """An independent generator per (seed, round, stream...): no global state, no reuse across rounds."""
     return np.random.default_rng([seed, round_idx, *stream])
-
-
-def sample_cohort(seed: int, round_idx: int, n_clients: int, clients_per_round: int) -> np.ndarray:
-    """Uniform sampling without replacement, sorted (the order carries no meaning)."""
-    rng = round_rng(seed, round_idx, 0)
-    return np.sort(rng.choice(n_clients, size=clients_per_round, replace=False))
 
 
 def assign_to_ranks(cohort: np.ndarray, client_sizes: np.ndarray, world_size: int) -> list[list[int]]:

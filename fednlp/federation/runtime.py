@@ -2,9 +2,12 @@
 
 1. the cohort and its spread over ranks come from (seed, round) alone: no message;
 2. a rank trains its clients one after another on ONE model: global weights copied in place, local
-   steps, the weighted update added into one flat buffer (whose last slot holds the weight sum);
+   steps, the update times its weight added into one flat buffer;
 3. one in-place Allreduce of that buffer;
 4. every rank applies the same server step, so all stay identical without a broadcast.
+
+The sampler owns both the cohort and the weights (they must match for the aggregate to be unbiased), and
+the weights are final coefficients: every rank knows them all, so no weight sum travels.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import torch
 from tqdm import tqdm
 
 from fednlp.algorithms.registry import get_algorithm
+from fednlp.algorithms.samplers import Sampler, get_sampler
 from fednlp.config import TrainConfig
 from fednlp.data.feature_cache import file_sha256
 from fednlp.errors import UserError
 from fednlp.federation.clients import read_clients
-from fednlp.federation.cohort import assign_to_ranks, round_rng, sample_cohort
+from fednlp.federation.cohort import assign_to_ranks, round_rng
 from fednlp.federation.communicator import make_communicator
 from fednlp.federation.flat import FlatParameters
 from fednlp.federation.local_training import LocalTrainer, batch_plan
@@ -38,23 +42,27 @@ def _stem(path: str) -> str:
 
 def train_federated(config: TrainConfig, comm: Any = None) -> dict[str, Any]:
     comm = comm or make_communicator()
-    algorithm_cls = get_algorithm(config.algorithm)  # fail on a bad name before any heavy work
+    # Bad names and options fail here, before any heavy work.
+    algorithm = get_algorithm(config.algorithm)(config)
+    sampler = get_sampler(config.sampler)()
     session = open_session(config, comm, default_run_name(config))
     clients = read_clients(config.partition, config.method, session.data, config.data)
     if config.clients_per_round > clients.n_clients:
         raise UserError(f"--clients-per-round {config.clients_per_round} exceeds the {clients.n_clients} clients "
                         f"of {config.method!r}")
-    federation = Federation(session, algorithm_cls(config), clients)
+    federation = Federation(session, algorithm, clients, sampler)
     history = federation.run()
     result = base_result(session)
     result.update(
         partition_method=config.method,
         partition_sha256=file_sha256(str(config.partition)),
         algorithm=config.algorithm,
+        sampler=config.sampler,
         rounds=config.rounds,
         clients_per_round=config.clients_per_round,
         n_clients=clients.n_clients,
         round_loop_s=round(federation.round_loop_s, 3),
+        local_steps_total=int(sum(session.comm.allgather(federation.trainer.steps_done))),
         timing_s={k: round(v, 4) for k, v in sorted(session.timer.seconds.items())},
     )
     return finish(session, result, history)
@@ -63,17 +71,17 @@ def train_federated(config: TrainConfig, comm: Any = None) -> dict[str, Any]:
 class Federation:
     """Holds the flat global weights, the accumulation buffer and the local trainer for a whole run."""
 
-    def __init__(self, session: Session, algorithm: Any, clients: Any):
+    def __init__(self, session: Session, algorithm: Any, clients: Any, sampler: Sampler | None = None):
         self.session = session
         self.config: TrainConfig = session.config  # type: ignore[assignment]
         self.algorithm = algorithm
+        self.sampler = sampler if sampler is not None else get_sampler(self.config.sampler)()
         self.clients = clients
         self.client_sizes = clients.sizes
         self.flat = FlatParameters(session.model)
         self.global_flat = self.flat.flat.clone()
         self.global_views = self.flat.views_of(self.global_flat)
-        # Last slot: the sum of weights, so updates and weights travel in one collective.
-        self.accumulator = torch.zeros(self.flat.numel + 1, dtype=torch.float32, device=session.device)
+        self.accumulator = torch.zeros(self.flat.numel, dtype=torch.float32, device=session.device)
         self.trainer = LocalTrainer(session.model, session.task, session.features, self.config, session.device,
                                     session.timer, algorithm)
         self._rows: dict[int, np.ndarray] = {}
@@ -105,14 +113,17 @@ class Federation:
 
     def run_round(self, round_idx: int) -> None:
         config, session, timer = self.config, self.session, self.session.timer
-        cohort = sample_cohort(config.seed, round_idx, self.clients.n_clients, config.clients_per_round)
+        cohort = self.sampler.sample(config.seed, round_idx, self.client_sizes, config.clients_per_round)
+        weights = self.sampler.aggregation_weights(cohort, self.client_sizes)
+        weight_of = dict(zip(cohort.tolist(), weights.tolist()))
+        # A client without rows or weight would add nothing: every rank skips it, so all agree on `active`.
+        active = {c for c, w in weight_of.items() if w != 0 and len(self.client_rows(c)) > 0}
         mine = assign_to_ranks(cohort, self.client_sizes, session.comm.world_size)[session.comm.rank]
         self.accumulator.zero_()
-        updates, weight_sum = self.accumulator[:-1], self.accumulator[-1:]
         for client in mine:
-            rows = self.client_rows(client)
-            if len(rows) == 0:
+            if client not in active:
                 continue
+            rows = self.client_rows(client)
             start = time.perf_counter()
             self.flat.flat.copy_(self.global_flat)
             timer.add("weight_copy", start)
@@ -122,16 +133,13 @@ class Federation:
             self.trainer.reset_optimizer()
             self.trainer.train(rows, batches, self.global_views)
             start = time.perf_counter()
-            weight = self.algorithm.client_weight(int(self.client_sizes[client]))
             self.flat.flat.sub_(self.global_flat)  # the model's weights are overwritten by the next client anyway
-            updates.add_(self.flat.flat, alpha=weight)
-            weight_sum.add_(weight)
+            self.accumulator.add_(self.flat.flat, alpha=weight_of[client])
             timer.add("aggregation", start)
         start = time.perf_counter()
         self._allreduce()
-        if float(weight_sum) > 0:
-            mean_update = updates.div_(weight_sum)
-            self.algorithm.server_step(self.global_flat, mean_update, round_idx)
+        if active:
+            self.algorithm.server_step(self.global_flat, self.accumulator, round_idx)
         self.flat.flat.copy_(self.global_flat)  # the model now holds the new global weights (for evaluation)
         timer.add("aggregation", start)
 

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 
 from fednlp.config import TrainConfig
-from fednlp.federation.cohort import assign_to_ranks, sample_cohort
+from fednlp.algorithms.samplers import get_sampler
+from fednlp.federation.cohort import assign_to_ranks
 from fednlp.federation.communicator import make_communicator
 from fednlp.federation.runtime import Federation, train_federated
 
@@ -30,8 +31,9 @@ Federation.run = run_and_capture
 result = train_federated(config, comm)
 # What each rank computed, on its own, for every round: the cohort and its spread over the ranks.
 plans = []
+sampler = get_sampler(config.sampler)()
 for r in range(config.rounds):
-    cohort = sample_cohort(config.seed, r, len(captured["sizes"]), config.clients_per_round)
+    cohort = sampler.sample(config.seed, r, captured["sizes"], config.clients_per_round)
     plans.append({"cohort": cohort.tolist(), "assignment": assign_to_ranks(cohort, captured["sizes"], comm.world_size)})
 every_rank = comm.allgather(plans)
 if comm.rank == 0:

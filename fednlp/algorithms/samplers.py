@@ -1,0 +1,139 @@
+"""Client samplers: which clients train in a round, and the weight of each one's update.
+
+The two belong together: the weights must undo the sampling's preferences so that the aggregate
+sum_{i in S} w_i u_i estimates the population's size-weighted mean update U = sum_i n_i u_i / N
+(N = sum_i n_i), the FedAvg objective's. Sampling by size and also weighting by size counts size twice.
+Built-ins register here; packages add theirs through the `fednlp.samplers` entry-point group.
+
+Every `sample` is a pure function of (seed, round): every rank computes the same cohort with no message.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+import numpy as np
+
+from fednlp.algorithms.registry import Registry
+from fednlp.errors import UserError
+from fednlp.federation.cohort import round_rng
+
+
+class Sampler:
+    """`sample` picks k distinct clients (sorted ids); `aggregation_weights` gives each its final coefficient:
+    the runtime's aggregate is sum_i w_i (local_i - global), with no further normalisation."""
+
+    name: ClassVar[str]
+
+    def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def aggregation_weights(self, cohort: np.ndarray, client_sizes: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+SAMPLERS: Registry[type[Sampler]] = Registry("sampler", "--sampler", Sampler, "fednlp.samplers", ())
+
+
+def register_sampler(name: str) -> Callable[[type[Sampler]], type[Sampler]]:
+    return SAMPLERS.register(name)
+
+
+def get_sampler(name: str) -> type[Sampler]:
+    return SAMPLERS.get(name)
+
+
+def _uniform_cohort(seed: int, round_idx: int, n_clients: int, k: int) -> np.ndarray:
+    if k > n_clients:
+        raise UserError(f"--clients-per-round {k} exceeds the {n_clients} clients")
+    rng = round_rng(seed, round_idx, 0)
+    return np.sort(rng.choice(n_clients, size=k, replace=False))
+
+
+@register_sampler("uniform")
+class UniformSampler(Sampler):
+    """Uniform without replacement; weights n_i / sum_{j in S} n_j (FedAvg's rule, as FedNLP ran it).
+
+    A ratio estimator of U: exact with every client in the cohort or equal client sizes, otherwise biased by
+    O(1/k) (E[a/b] != E[a]/E[b]) in exchange for weights that always sum to 1. `uniform_ht` is the unbiased one.
+    """
+
+    def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
+        return _uniform_cohort(seed, round_idx, len(client_sizes), k)
+
+    def aggregation_weights(self, cohort: np.ndarray, client_sizes: np.ndarray) -> np.ndarray:
+        sizes = np.asarray(client_sizes, dtype=np.float64)[cohort]
+        total = sizes.sum()
+        return sizes / total if total > 0 else np.zeros_like(sizes)
+
+
+@register_sampler("uniform_ht")
+class UniformHTSampler(Sampler):
+    """Uniform without replacement; Horvitz-Thompson weights n_i M / (k N): exactly unbiased for U.
+
+    Each client is in the cohort with probability k/M, so E[sum_{i in S} n_i M/(k N) u_i] = sum_i n_i u_i / N.
+    The weights sum to 1 only on average: a round of large clients takes a longer step.
+    """
+
+    def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
+        return _uniform_cohort(seed, round_idx, len(client_sizes), k)
+
+    def aggregation_weights(self, cohort: np.ndarray, client_sizes: np.ndarray) -> np.ndarray:
+        sizes = np.asarray(client_sizes, dtype=np.float64)
+        return sizes[cohort] * len(sizes) / (len(cohort) * sizes.sum())
+
+
+def inclusion_probabilities(client_sizes: np.ndarray, k: int) -> np.ndarray:
+    """pi_i = k n_i / N, proportional to size, except clients for which that reaches 1: they are taken every
+    round (pi = 1) and the others share the remaining k - #taken slots in proportion to size (repeated
+    until no probability exceeds 1). sum_i pi_i = k."""
+    sizes = np.asarray(client_sizes, dtype=np.float64)
+    if np.count_nonzero(sizes) < k:
+        raise UserError(f"--sampler activity needs at least --clients-per-round {k} clients with training "
+                        f"examples; {np.count_nonzero(sizes)} have any")
+    certain = np.zeros(len(sizes), dtype=bool)
+    while True:
+        pi = np.where(certain, 1.0, 0.0)
+        rest = ~certain
+        pi[rest] = (k - certain.sum()) * sizes[rest] / sizes[rest].sum()
+        newly = rest & (pi >= 1.0)
+        if not newly.any():
+            return pi
+        certain |= newly
+
+
+@register_sampler("activity")
+class ActivitySampler(Sampler):
+    """Probability proportional to the client's number of training examples (Dupuy et al., "Learnings from
+    federated learning in the real world", ICASSP 2022); equal weights.
+
+    Randomised systematic pi-ps sampling (Hartley & Rao 1962): clients in a random order, each an interval
+    of length pi_i (see `inclusion_probabilities`) on [0, k); one uniform offset u in [0, 1) selects the
+    intervals holding u, u+1, ..., u+k-1. Every interval is shorter than 1, so this gives k distinct clients
+    and client i is in the cohort with probability exactly pi_i = k n_i / N (capped clients: 1).
+
+    Weights: the Horvitz-Thompson estimator sum_{i in S} (n_i / N) u_i / pi_i is exactly unbiased for U,
+    and with pi_i = k n_i / N its weights are all 1/k: sampling by size already counts size, so the update
+    is not weighted by size again. Clients taken every round get n_i / N and the others
+    (N - N_taken) / (N (k - #taken)); the weights always sum to 1.
+    """
+
+    def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
+        pi = inclusion_probabilities(client_sizes, k)
+        certain = np.flatnonzero(pi >= 1.0)
+        rng = round_rng(seed, round_idx, 0)
+        order = rng.permutation(np.flatnonzero((pi > 0) & (pi < 1.0)))
+        slots = k - len(certain)
+        ends = np.cumsum(pi[order])
+        if len(ends):
+            ends *= slots / ends[-1]  # the sum is `slots` up to rounding: make it exact
+        points = rng.random() + np.arange(slots)
+        chosen = order[np.minimum(np.searchsorted(ends, points, side="right"), len(order) - 1)]
+        cohort = np.sort(np.concatenate([certain, chosen]))
+        assert len(np.unique(cohort)) == k, "systematic sampling picked a client twice"
+        return cohort
+
+    def aggregation_weights(self, cohort: np.ndarray, client_sizes: np.ndarray) -> np.ndarray:
+        sizes = np.asarray(client_sizes, dtype=np.float64)
+        pi = inclusion_probabilities(sizes, len(cohort))
+        return sizes[cohort] / (sizes.sum() * pi[cohort])

@@ -1,0 +1,249 @@
+"""Server steps against hand computations over three rounds (state carried), FedProx's gradient term,
+the registry, and short end-to-end runs of `fednlp train` with the new algorithms and samplers."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fednlp.algorithms.base import Algorithm, parse_options
+from fednlp.algorithms.fedavg import FedAvg
+from fednlp.algorithms.fedprox import FedProx
+from fednlp.algorithms.registry import Registry, get_algorithm, load_algorithms, register_algorithm
+from fednlp.cli import main
+from fednlp.config import TrainConfig
+from fednlp.errors import UserError
+
+METHOD = "niid_label_clients=12_alpha=1.0"  # the partition of the `bbc` fixture (conftest.py)
+DELTAS = [1.0, 4.0, -2.0]  # the aggregated update of rounds 0, 1, 2 in the hand computations
+
+
+def _config(**options) -> TrainConfig:
+    return TrainConfig(data="d.h5", partition="p.h5", method="m", **options)
+
+
+def _run(algorithm: Algorithm, deltas=DELTAS, x0: float = 0.0) -> list[float]:
+    """Global weight after each round, one coordinate."""
+    x = torch.tensor([x0])
+    path = []
+    for round_idx, delta in enumerate(deltas):
+        algorithm.server_step(x, torch.tensor([delta]), round_idx)
+        path.append(float(x))
+    return path
+
+
+# Worked by hand with eta = 1, beta1 = beta2 = 0.5, tau = 1 (so v_{-1} = tau^2 = 1, m_{-1} = 0) and
+# Delta = 1, 4, -2; m_t = (m_{t-1} + Delta_t) / 2 = 0.5, 2.25, 0.125 for the three FedOpt rules.
+HAND = {
+    # Adam: v = (v + Delta^2) / 2 = 1, 8.5, 6.25
+    "fedadam": [0.5 / 2, 0.25 + 2.25 / (math.sqrt(8.5) + 1), 0.25 + 2.25 / (math.sqrt(8.5) + 1) + 0.125 / 3.5],
+    # Yogi: v = v - 0.5 Delta^2 sign(v - Delta^2) = 1 (sign 0), 1 + 8 = 9, 9 - 2 = 7
+    "fedyogi": [0.25, 0.25 + 2.25 / 4, 0.8125 + 0.125 / (math.sqrt(7) + 1)],
+    # Adagrad: v = v + Delta^2 = 2, 18, 22
+    "fedadagrad": [0.5 / (math.sqrt(2) + 1),
+                   0.5 / (math.sqrt(2) + 1) + 2.25 / (math.sqrt(18) + 1),
+                   0.5 / (math.sqrt(2) + 1) + 2.25 / (math.sqrt(18) + 1) + 0.125 / (math.sqrt(22) + 1)],
+    # FedAvgM, momentum 0.5: v = 0.5 v + Delta = 1, 4.5, 0.25
+    "fedavgm": [1.0, 5.5, 5.75],
+    # torch Adam on g = -Delta (bias-corrected: m_hat = -1, -3, -1/7; v_hat = 1, 11, 7; eps = tau = 1)
+    "fedopt-adam": [0.5, 0.5 + 3 / (math.sqrt(11) + 1), 0.5 + 3 / (math.sqrt(11) + 1) + (1 / 7) / (math.sqrt(7) + 1)],
+    # torch SGD, momentum 0.5 = FedAvgM
+    "fedopt-sgd": [1.0, 5.5, 5.75],
+    # FedAvg with server_lr 0.5
+    "fedavg": [0.5, 2.5, 1.5],
+}
+OPTIONS = {
+    "fedadam": dict(algorithm="fedadam", server_lr=1.0, beta1=0.5, beta2=0.5, tau=1.0),
+    "fedyogi": dict(algorithm="fedyogi", server_lr=1.0, beta1=0.5, beta2=0.5, tau=1.0),
+    "fedadagrad": dict(algorithm="fedadagrad", server_lr=1.0, beta1=0.5, beta2=0.5, tau=1.0),
+    "fedavgm": dict(algorithm="fedavgm", server_momentum=0.5),
+    "fedopt-adam": dict(algorithm="fedopt", server_optimizer="adam", server_lr=1.0, beta1=0.5, beta2=0.5, tau=1.0),
+    "fedopt-sgd": dict(algorithm="fedopt", server_optimizer="sgd", server_lr=1.0, server_momentum=0.5),
+    "fedavg": dict(algorithm="fedavg", server_lr=0.5),
+}
+
+
+def _make(case: str) -> Algorithm:
+    config = _config(**OPTIONS[case])
+    return get_algorithm(config.algorithm)(config)
+
+
+@pytest.mark.parametrize("case", sorted(HAND))
+def test_server_step_matches_the_hand_computation_over_three_rounds(case: str) -> None:
+    assert _run(_make(case)) == pytest.approx(HAND[case], rel=1e-6)
+
+
+def _reference(rule: str, x0: np.ndarray, deltas: list[np.ndarray], eta: float, b1: float, b2: float, tau: float):
+    """Reddi et al., Algorithm 2, in float64, line by line."""
+    x, m, v = x0.copy(), np.zeros_like(x0), np.full_like(x0, tau**2)
+    for d in deltas:
+        m = b1 * m + (1 - b1) * d
+        if rule == "fedadagrad":
+            v = v + d**2
+        elif rule == "fedyogi":
+            v = v - (1 - b2) * d**2 * np.sign(v - d**2)
+        else:
+            v = b2 * v + (1 - b2) * d**2
+        x = x + eta * m / (np.sqrt(v) + tau)
+    return x
+
+
+@pytest.mark.parametrize("rule", ["fedadam", "fedyogi", "fedadagrad"])
+def test_adaptive_rules_match_the_paper_on_vectors(rule: str) -> None:
+    """Paper defaults (beta 0.9/0.99, tau 1e-3) on updates of mixed scale and sign, where Yogi's sign flips."""
+    rng = np.random.default_rng(0)
+    x0 = rng.normal(size=50)
+    deltas = [rng.normal(scale=s, size=50) for s in (1e-3, 1e-1, 1e-2)]
+    config = _config(algorithm=rule, server_lr=0.03)
+    algorithm = get_algorithm(rule)(config)
+    x = torch.tensor(x0, dtype=torch.float64)
+    for r, d in enumerate(deltas):
+        algorithm.server_step(x, torch.tensor(d), r)
+    expected = _reference(rule, x0, deltas, 0.03, 0.9, 0.99, 1e-3)
+    np.testing.assert_allclose(x.numpy(), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_fedopt_sgd_without_momentum_is_fedavg_and_adam_takes_no_momentum_argument() -> None:
+    assert _run(get_algorithm("fedopt")(_config(algorithm="fedopt", server_lr=0.5))) == pytest.approx(HAND["fedavg"])
+    algorithm = _make("fedopt-adam")
+    _run(algorithm)
+    group = algorithm.optimizer.param_groups[0]
+    assert type(algorithm.optimizer) is torch.optim.Adam and "momentum" not in group and group["betas"] == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("case", sorted(HAND))
+def test_server_state_survives_a_checkpoint(case: str) -> None:
+    """Two rounds, the state saved as a checkpoint would and loaded into a fresh instance, a third round:
+    the same as uninterrupted."""
+    first = _make(case)
+    x = torch.tensor([0.0])
+    for r, d in enumerate(DELTAS[:2]):
+        first.server_step(x, torch.tensor([d]), r)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    second = _make(case)
+    second.load_state_dict(torch.load(buffer))
+    second.server_step(x, torch.tensor([DELTAS[2]]), 2)
+    assert float(x) == pytest.approx(HAND[case][2], rel=1e-6)
+    assert second.state_dict().keys() == first.state_dict().keys()
+
+
+def test_fedprox_adds_mu_times_the_distance_to_the_global_model() -> None:
+    params = [torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True), torch.tensor([0.5, -1.0], requires_grad=True),
+              torch.tensor([7.0], requires_grad=True)]
+    global_params = [torch.tensor([[0.0, 2.5], [3.0, 1.0]]), torch.tensor([0.5, 1.0]), torch.tensor([0.0])]
+    params[0].grad = torch.tensor([[0.1, 0.1], [0.1, 0.1]])
+    params[1].grad = torch.tensor([-1.0, 0.0])  # params[2] took no part in the loss: no gradient
+    FedProx(_config(algorithm="fedprox", mu=0.5)).adjust_gradients(params, global_params)
+    # grad + 0.5 * (w - w_global), by hand:
+    torch.testing.assert_close(params[0].grad, torch.tensor([[0.6, -0.15], [0.1, 1.6]]))
+    torch.testing.assert_close(params[1].grad, torch.tensor([-1.0, -1.0]))
+    assert params[2].grad is None
+    assert not params[0].grad.requires_grad and params[0].data_ptr() != params[0].grad.data_ptr()
+
+
+def test_fedprox_with_mu_zero_leaves_gradients_bit_identical_and_needs_mu() -> None:
+    p = torch.randn(5, requires_grad=True)
+    p.grad = torch.randn(5)
+    before = p.grad.clone()
+    FedProx(_config(algorithm="fedprox", mu=0.0)).adjust_gradients([p], [torch.randn(5)])
+    assert torch.equal(p.grad, before)
+    with pytest.raises(UserError, match="needs --mu"):
+        FedProx(_config(algorithm="fedprox"))
+
+
+def test_fedprox_mu_zero_round_equals_fedavg_exactly(bbc, tmp_path: Path) -> None:
+    from fednlp.federation.clients import read_clients
+    from fednlp.federation.communicator import LocalCommunicator
+    from fednlp.federation.runtime import Federation
+    from fednlp.federation.session import open_session
+
+    data, part = bbc
+    config = TrainConfig(data=str(data), partition=str(part), method=METHOD, model="tiny-bert", rounds=1,
+                         clients_per_round=3, local_steps=3, batch_size=8, lr=0.05, optimizer="sgd",
+                         max_seq_length=32, eval_max_examples=16, out=str(tmp_path / "run"), seed=1, mu=0.0)
+    session = open_session(config, LocalCommunicator(), "x")
+    clients = read_clients(config.partition, config.method, session.data, config.data)
+    federation = Federation(session, FedAvg(config), clients)
+    start = federation.global_flat.clone()
+    results = {}
+    for name, algorithm in [("fedavg", FedAvg(config)), ("fedprox0", FedProx(config)),
+                            ("fedprox", FedProx(_with(config, mu=5.0)))]:
+        federation.global_flat.copy_(start)
+        federation.algorithm = federation.trainer.algorithm = algorithm
+        federation.run_round(0)
+        results[name] = federation.global_flat.clone()
+    assert torch.equal(results["fedprox0"], results["fedavg"])
+    assert not torch.equal(results["fedprox"], results["fedavg"])
+    # The proximal term pulls each client back toward the round's global model: a shorter step.
+    assert (results["fedprox"] - start).norm() < (results["fedavg"] - start).norm()
+
+
+def _with(config: TrainConfig, **changes) -> TrainConfig:
+    from dataclasses import replace
+
+    return replace(config, **changes)
+
+
+def test_registry_refuses_duplicates_and_names_the_known_algorithms() -> None:
+    known = load_algorithms()
+    assert {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedopt"} <= set(known)
+    with pytest.raises(ValueError, match="already registered"):
+        register_algorithm("fedavg")(type("Other", (Algorithm,), {}))
+    with pytest.raises(UserError, match="--algorithm 'nope' is not a known algorithm; known: fedadagrad, fedadam"):
+        get_algorithm("nope")
+    registry = Registry("thing", "--thing", Algorithm, "fednlp.no_such_group", ())
+    thing = registry.register("a")(type("Thing", (Algorithm,), {}))
+    assert registry.get("a") is thing and thing.name == "a"
+    with pytest.raises(UserError, match="--thing 'b' is not a known thing; known: a"):
+        registry.get("b")
+
+
+def test_algorithm_options_and_server_lr_rules() -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Opts:
+        clip: float = 1.0
+        steps: int = 2
+        on: bool = False
+
+    assert parse_options("clip=0.5, on=true", Opts, "x") == Opts(clip=0.5, steps=2, on=True)
+    assert parse_options(None, Opts, "x") == Opts()
+    for text, message in [("clip", "key=value"), ("size=3", "key=value"), ("steps=1.5", "steps must be int"),
+                          ("on=maybe", "on must be bool")]:
+        with pytest.raises(UserError, match=message):
+            parse_options(text, Opts, "x")
+    with pytest.raises(UserError, match="takes no options"):
+        FedAvg(_config(algorithm_options="clip=1"))
+    for name in ("fedadam", "fedyogi", "fedadagrad", "fedopt"):
+        with pytest.raises(UserError, match=f"--algorithm {name} needs --server-lr"):
+            get_algorithm(name)(_config(algorithm=name))
+    assert FedAvg(_config()).server_lr == 1.0
+
+
+def _train(bbc, out: Path, *flags: str) -> dict:
+    data, part = bbc
+    code = main(["train", "--data", str(data), "--partition", str(part), "--method", METHOD, "--model", "tiny-bert",
+                 "--rounds", "2", "--clients-per-round", "3", "--local-steps", "2", "--batch-size", "8",
+                 "--max-seq-length", "32", "--eval-every", "2", "--eval-max-examples", "32", "--out", str(out), *flags])
+    assert code == 0
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.parametrize("flags", [
+    ("--algorithm", "fedadam", "--server-lr", "0.01", "--sampler", "activity"),
+    ("--algorithm", "fedprox", "--mu", "0.01", "--sampler", "uniform_ht"),
+])
+def test_fednlp_train_runs_the_new_algorithms_and_samplers(bbc, tmp_path: Path, flags) -> None:
+    result = _train(bbc, tmp_path / "run", *flags)
+    assert result["algorithm"] == flags[1] and result["sampler"] == flags[-1]
+    assert result["rounds"] == 2 and 0 <= result["value"] <= 1
+    assert result["config"]["algorithm"] == flags[1]
