@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Callable
 
-from fednlp.errors import UserError
+from fednlp.errors import RunInterrupted, UserError
 
 
 def _positive_int(text: str) -> int:
@@ -88,6 +88,8 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         "Options come from --config (YAML) and flags of the same names; flags win.",
     )
     add_config_arguments(t, TrainConfig)
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest complete "
+                   "checkpoint, with its saved config (flags given here override it, e.g. more --rounds)")
     t.set_defaults(func=cmd_train)
     c = sub.add_parser(
         "centralized",
@@ -110,10 +112,18 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from fednlp.config import TrainConfig, load_config
+    from pathlib import Path
+
+    from fednlp.config import TrainConfig, load_config, read_yaml_config
     from fednlp.federation.runtime import train_federated
 
-    result = train_federated(load_config(TrainConfig, args))
+    base = None
+    if args.resume:
+        saved = Path(args.resume) / "config.yaml"
+        if not saved.is_file():
+            raise UserError(f"--resume {args.resume}: no config.yaml there; is it a run directory?")
+        base = {**read_yaml_config(saved, TrainConfig), "out": args.resume}
+    result = train_federated(load_config(TrainConfig, args, base), resume=bool(args.resume))
     if result.get("world_size", 1) == 1 or _rank() == 0:
         print(f"{result['metric']}={result['value']:.4f} (best {result['best_value']:.4f}) in {result['wall_time_s']:.1f}s")
 
@@ -224,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"fednlp: error: {exc}", file=sys.stderr, flush=True)
         return _end_job(exc.exit_code)
+    except RunInterrupted as exc:
+        if _rank() == 0:
+            print(f"fednlp: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
     except BaseException as exc:
         if not _under_mpi():
             raise

@@ -40,6 +40,8 @@ class RunConfig:
     weight_decay: float = _opt("weight decay of the optimizer", default=0.0)
     max_grad_norm: float | None = _opt("clip gradients to this norm (default: no clipping)")
     precision: str = _opt("fp32, or bf16/fp16 autocast on GPU", default="fp32")
+    device: str = _opt("auto (GPU local rank mod GPU count when CUDA is available, else CPU), cpu or cuda",
+                       default="auto")
     seed: int = _opt("root seed of every random choice", default=0)
     eval_every: int = _opt("evaluate every N rounds (centralized: epochs)", default=1)
     freeze_layers: int | None = _opt("freeze the embeddings and the first K transformer blocks (FedNLP's option)")
@@ -63,6 +65,8 @@ class RunConfig:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if self.optimizer not in ("sgd", "adamw"):
             raise UserError(f"--optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise UserError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
@@ -94,6 +98,7 @@ class TrainConfig(RunConfig):
     server_optimizer: str = _opt("fedopt: torch optimizer on the server: sgd (default), adam, adamw, adagrad",
                                  default="sgd")
     algorithm_options: str | None = _opt("options of a plugin algorithm, 'key=value,key=value' (see its docs)")
+    checkpoint_every: int | None = _opt("write a checkpoint every N rounds (and after the last round)")
 
     def validate(self) -> None:
         super().validate()
@@ -113,6 +118,8 @@ class TrainConfig(RunConfig):
         for name in ("server_lr", "tau"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.checkpoint_every is not None and self.checkpoint_every <= 0:
+            raise UserError(f"--checkpoint-every must be positive, got {self.checkpoint_every}")
         if self.mu is not None and self.mu < 0:
             raise UserError(f"--mu must be 0 or more, got {self.mu}")
         for name in ("server_momentum", "beta1", "beta2"):
@@ -162,8 +169,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> N
                             metavar=kind.__name__.upper(), help=f.metadata.get("help", ""))
 
 
-def load_config(config_cls: type, args: argparse.Namespace) -> Any:
-    values: dict[str, Any] = {}
+def load_config(config_cls: type, args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
+    """Defaults < `base` (e.g. a resumed run's config) < --config YAML < flags."""
+    values: dict[str, Any] = dict(base or {})
     if getattr(args, "config", None):
         values.update(read_yaml_config(args.config, config_cls))
     for f in fields(config_cls):

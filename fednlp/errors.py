@@ -9,3 +9,11 @@ class UserError(Exception):
     """Bad input from the user: a missing file, a wrong field, an impossible parameter."""
 
     exit_code = 2
+
+
+class RunInterrupted(Exception):
+    """SIGINT/SIGTERM ended a run after a completed round, whose checkpoint was written: not a failure."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.exit_code = 128 + signum

@@ -28,6 +28,9 @@ class LocalCommunicator:
     def allgather(self, obj: Any) -> list[Any]:
         return [obj]
 
+    def broadcast(self, obj: Any) -> Any:
+        return obj
+
     def barrier(self) -> None:
         return None
 
@@ -52,6 +55,10 @@ class MPICommunicator:
 
     def allgather(self, obj: Any) -> list[Any]:
         return self._comm.allgather(obj)
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's object on every rank (ranks need not share a file system)."""
+        return self._comm.bcast(obj, root=0)
 
     def barrier(self) -> None:
         self._comm.Barrier()

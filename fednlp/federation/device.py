@@ -9,8 +9,10 @@ import torch
 from fednlp.errors import UserError
 
 
-def pick_device(local_rank: int) -> torch.device:
-    if torch.cuda.is_available():
+def pick_device(local_rank: int, requested: str = "auto") -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if requested != "cpu" and torch.cuda.is_available():
         index = local_rank % torch.cuda.device_count()
         torch.cuda.set_device(index)
         return torch.device("cuda", index)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import resource
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -49,10 +50,11 @@ class Session:
         return metrics
 
 
-def open_session(config: RunConfig, comm: Any, run_name: str) -> Session:
+def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = False) -> Session:
     started = time.perf_counter()
     run_dir = Path(config.out) if config.out else Path("runs") / run_name
-    check_run_dir(run_dir, config.overwrite)
+    if not resume:
+        check_run_dir(run_dir, config.overwrite)
     data = read_data_file(config.data)
     task_cls = resolve_task(config.task, data.task_type, config.data)
     tokenizer = load_tokenizer(config.model)
@@ -67,7 +69,7 @@ def open_session(config: RunConfig, comm: Any, run_name: str) -> Session:
     comm.barrier()
     if comm.rank != 0:
         features = load_or_build_features(task, config.data)
-    device = pick_device(comm.local_rank)
+    device = pick_device(comm.local_rank, config.device)
     torch.manual_seed(config.seed)  # every rank builds the same initial model
     model = task.build_model(config.model)
     if config.freeze_layers is not None:
@@ -79,7 +81,9 @@ def open_session(config: RunConfig, comm: Any, run_name: str) -> Session:
     writer = None
     if comm.rank == 0:
         writer = RunWriter(run_dir)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        if not resume:
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a fresh run must never resume old rounds
         writer.write_config(config_dict(config))
     return Session(config, comm, data, task, features, model, device, test_examples, PhaseTimer(), writer,
                    run_dir, started)
@@ -88,7 +92,7 @@ def open_session(config: RunConfig, comm: Any, run_name: str) -> Session:
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
     if (run_dir / "result.json").exists() and not overwrite:
         raise UserError(f"--out {run_dir} already holds a finished run (result.json); "
-                        "choose another --out or pass --overwrite true")
+                        "choose another --out, pass --overwrite true, or continue it with --resume")
 
 
 def base_result(session: Session) -> dict[str, Any]:

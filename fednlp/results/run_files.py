@@ -41,5 +41,9 @@ class RunWriter:
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
 
+    def rewrite_metrics(self, records: list[dict[str, Any]]) -> None:
+        """On resume: exactly the evaluations up to the checkpoint (later lines belong to lost rounds)."""
+        atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
     def write_result(self, result: dict[str, Any]) -> None:
         atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,88 @@
+"""Checkpoints of a federated run: everything needed to continue after the last completed round.
+
+What a checkpoint holds: the global trainable weights (flat), the algorithm's server state, the round
+count and the metrics so far. Nothing else is needed: cohorts, client batch orders and dropout seeds
+are pure functions of (seed, round, client), and frozen weights are rebuilt from the seed.
+
+On disk: `checkpoints/round-000010.pt`, written to a temporary file and renamed, then its sha256 in
+`round-000010.sha256` (written the same way). A checkpoint whose checksum file is missing or does not
+match (a crash mid-write, a truncated copy) is skipped with a warning and the previous one is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+KEEP = 2  # checkpoints kept on disk; older ones are deleted once a newer one is complete
+
+
+@dataclass
+class Checkpoint:
+    round: int  # completed rounds
+    global_weights: torch.Tensor
+    algorithm_state: dict[str, Any]
+    history: list[dict[str, Any]]
+    elapsed_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"round": self.round, "global_weights": self.global_weights.cpu(), "algorithm_state": self.algorithm_state,
+                "history": self.history, "elapsed_s": self.elapsed_s, "format": 1}
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def save_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> Path:
+    directory = checkpoint_dir(run_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(checkpoint.to_dict(), buffer)
+    payload = buffer.getvalue()
+    path = directory / f"round-{checkpoint.round:06d}.pt"
+    _atomic_write(path, payload)
+    _atomic_write(path.with_suffix(".sha256"), hashlib.sha256(payload).hexdigest().encode())
+    for old in sorted(directory.glob("round-*.pt"))[:-KEEP]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".sha256").unlink(missing_ok=True)
+    return path
+
+
+def load_latest_checkpoint(run_dir: Path) -> Checkpoint | None:
+    """The newest checkpoint whose checksum verifies; corrupt ones are reported and skipped."""
+    for path in sorted(checkpoint_dir(run_dir).glob("round-*.pt"), reverse=True):
+        problem = _verify(path)
+        if problem:
+            print(f"fednlp: warning: checkpoint {path} {problem}; using the previous one", file=sys.stderr, flush=True)
+            continue
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        return Checkpoint(round=state["round"], global_weights=state["global_weights"],
+                          algorithm_state=state["algorithm_state"], history=state["history"],
+                          elapsed_s=state["elapsed_s"])
+    return None
+
+
+def _verify(path: Path) -> str | None:
+    checksum = path.with_suffix(".sha256")
+    if not checksum.exists():
+        return "has no checksum file (incomplete write)"
+    expected = checksum.read_text().strip()
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    return None if actual == expected else "fails its sha256 check (corrupt or truncated)"
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,137 @@
+"""Reliability: failing ranks end the job, interrupted runs resume to the same result, corrupt
+checkpoints are skipped, and 1, 2 or 3 ranks give the same metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mpi_helpers import HERE
+
+FEDNLP = str(Path(sys.executable).with_name("fednlp"))
+METHOD = "niid_label_clients=12_alpha=1.0"
+
+
+def _env(**extra: str) -> dict:
+    return {**os.environ, "PYTHONPATH": str(HERE.parent), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **extra}
+
+
+def _mpi(ranks: int) -> list[str]:
+    if ranks == 1:
+        return []
+    return ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root", "--bind-to", "none",
+            "-x", "PYTHONPATH", "-x", "HF_HUB_OFFLINE", "-x", "OMP_NUM_THREADS", "-x", "FAULT", "-x", "FAULT_RANK"]
+
+
+def _train_args(bbc, out: Path, **flags) -> list[str]:
+    data, part = bbc
+    values = {"data": data, "partition": part, "method": METHOD, "model": "tiny-bert", "rounds": 6,
+              "clients-per-round": 4, "local-steps": 6, "batch-size": 8, "max-seq-length": 32, "lr": 0.05,
+              "optimizer": "sgd", "eval-max-examples": 48, "eval-every": 2, "checkpoint-every": 1, "seed": 5,
+              "out": out, "overwrite": "true", **flags}
+    return [x for k, v in values.items() for x in (f"--{k}", str(v))]
+
+
+def _final(out: Path) -> tuple[dict, torch.Tensor]:
+    result = json.loads((out / "result.json").read_text())
+    last = sorted((out / "checkpoints").glob("round-*.pt"))[-1]
+    return result["metrics"], torch.load(last, weights_only=False)["global_weights"]
+
+
+def _run(args: list[str], ranks: int = 1, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_mpi(ranks) + [FEDNLP, "train", *args], capture_output=True, text=True, timeout=timeout,
+                          env=_env(**env))
+
+
+def _kill_after_checkpoint(args: list[str], out: Path, ranks: int, round_: int) -> None:
+    """Start the run and kill -9 the whole job once the checkpoint of `round_` is complete."""
+    proc = subprocess.Popen(_mpi(ranks) + [FEDNLP, "train", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=_env(), start_new_session=True)
+    marker = out / "checkpoints" / f"round-{round_:06d}.sha256"
+    deadline = time.monotonic() + 240
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), "the run never wrote its checkpoint"
+    assert not (out / "result.json").exists(), "the run finished before it could be interrupted"
+
+
+@pytest.mark.parametrize("algorithm, ranks", [("fedavg", 1), ("fedadam", 1), ("fedavg", 2), ("fedadam", 2)])
+def test_killed_and_resumed_run_ends_where_the_uninterrupted_run_ends(bbc, tmp_path, algorithm, ranks) -> None:
+    extra = {"algorithm": algorithm, **({"server-lr": "0.01"} if algorithm == "fedadam" else {})}
+    straight = tmp_path / "straight"
+    assert _run(_train_args(bbc, straight, **extra), ranks).returncode == 0
+    interrupted = tmp_path / "interrupted"
+    _kill_after_checkpoint(_train_args(bbc, interrupted, **extra), interrupted, ranks, round_=2)
+    done = _run(["--resume", str(interrupted)], ranks)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (m1, w1), (m2, w2) = _final(straight), _final(interrupted)
+    torch.testing.assert_close(w2, w1, rtol=0, atol=1e-6)
+    assert m2 == pytest.approx(m1, abs=1e-6)
+    lines = [json.loads(line) for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    assert [line["round"] for line in lines] == [2, 4, 6]
+
+
+def test_corrupt_checkpoint_is_skipped_for_the_previous_one(bbc, tmp_path) -> None:
+    out = tmp_path / "run"
+    assert _run(_train_args(bbc, out, rounds=3)).returncode == 0
+    _, weights = _final(out)
+    newest = out / "checkpoints" / "round-000003.pt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated copy
+    done = _run(["--resume", str(out)])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "round-000003.pt fails its sha256 check" in done.stderr and "using the previous one" in done.stderr
+    torch.testing.assert_close(_final(out)[1], weights, rtol=0, atol=1e-6)
+
+
+def test_sigint_checkpoints_the_last_round_and_exits_cleanly(bbc, tmp_path) -> None:
+    out = tmp_path / "run"
+    args = _train_args(bbc, out, **{"checkpoint-every": 100, "eval-every": 1})
+    proc = subprocess.Popen([FEDNLP, "train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+    deadline = time.monotonic() + 240
+    while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
+    assert "Traceback" not in err and "--resume" in err
+    checkpoints = sorted((out / "checkpoints").glob("round-*.pt"))
+    assert len(checkpoints) == 1 and not (out / "result.json").exists()
+    assert _run(["--resume", str(out)]).returncode == 0
+    assert json.loads((out / "result.json").read_text())["rounds"] == 6
+
+
+@pytest.mark.parametrize("fault, expected", [("raise", "injected plugin bug in round 2"), ("kill", "signal 9")])
+def test_a_failing_rank_ends_the_whole_job_promptly(bbc, tmp_path, fault, expected) -> None:
+    script = HERE / "mpi_scripts" / "faulty_train.py"
+    args = _train_args(bbc, tmp_path / "run", algorithm="faulty", **{"checkpoint-every": 100})
+    start = time.monotonic()
+    done = subprocess.run(_mpi(3) + [sys.executable, str(script), "train", *args], capture_output=True, text=True,
+                          timeout=180, env=_env(FAULT=fault, FAULT_RANK="1"))
+    assert done.returncode != 0
+    assert time.monotonic() - start < 120
+    assert expected in done.stderr, done.stderr[-3000:]
+    assert "rank 1" in done.stderr
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_one_two_and_three_ranks_give_the_same_metrics(bbc, tmp_path) -> None:
+    metrics = {}
+    for ranks in (1, 2, 3):
+        out = tmp_path / f"r{ranks}"
+        done = _run(_train_args(bbc, out, rounds=2, algorithm="fedyogi", **{"server-lr": "0.01"}), ranks)
+        assert done.returncode == 0, done.stderr[-2000:]
+        metrics[ranks] = _final(out)
+    for ranks in (2, 3):
+        assert metrics[ranks][0] == pytest.approx(metrics[1][0], abs=1e-5)
+        torch.testing.assert_close(metrics[ranks][1], metrics[1][1], rtol=0, atol=1e-5)
