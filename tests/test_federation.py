@@ -164,3 +164,29 @@ def test_finished_run_is_not_overwritten_without_the_flag(bbc, tmp_path: Path, c
     code = main(["train", "--data", str(data), "--partition", str(part), "--method", METHOD, "--out", str(out)])
     assert code == 2 and "already holds a finished run" in capsys.readouterr().err
     assert (out / "result.json").read_text() == "{}"
+
+
+def test_sparse_embedding_updates_equal_dense_updates(bbc, tmp_path: Path) -> None:
+    """The sparse word-embedding path (only touched rows copied and accumulated) is exact, not approximate."""
+    from fednlp.federation.client_updates import DenseClientUpdates
+
+    config = _config(bbc, tmp_path, rounds=2, clients_per_round=6)
+    results = []
+    for sparse in (True, False):
+        session = open_session(config, LocalCommunicator(), "x")
+        clients = read_clients(config.partition, config.method, session.data, config.data)
+        federation = Federation(session, FedAvg(config), clients)
+        assert federation.sparse  # SGD without weight decay, FedAvg, untied embeddings
+        if not sparse:
+            federation.sparse = False
+            federation.client_updates = DenseClientUpdates(federation.flat, federation.global_flat)
+        for round_idx in range(2):
+            federation.run_round(round_idx)
+        results.append(federation.global_flat.clone())
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-7)
+
+
+def test_sparse_path_is_off_where_it_would_not_be_exact(bbc, tmp_path: Path) -> None:
+    session = open_session(_config(bbc, tmp_path, weight_decay=0.01), LocalCommunicator(), "x")
+    clients = read_clients(str(bbc[1]), METHOD, session.data, str(bbc[0]))
+    assert not Federation(session, FedAvg(session.config), clients).sparse  # weight decay moves every row

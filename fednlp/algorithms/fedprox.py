@@ -27,6 +27,8 @@ class FedProx(Algorithm):
     term is zero. mu = 0 is FedAvg exactly.
     """
 
+    keeps_untouched_rows = True  # mu (w - w_global) is exactly 0 where w never moved (sparse embedding path)
+
     def __init__(self, config: TrainConfig):
         super().__init__(config)
         if config.mu is None:

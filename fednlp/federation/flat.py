@@ -31,6 +31,15 @@ class FlatParameters:
     def numel(self) -> int:
         return self.flat.numel()
 
+    def offset_of(self, param: torch.Tensor) -> int:
+        """Where `param` starts in the flat buffer."""
+        offset = 0
+        for p in self.params:
+            if p is param:
+                return offset
+            offset += p.numel()
+        raise ValueError("not a trainable parameter of this model")
+
     def views_of(self, buffer: torch.Tensor) -> list[torch.Tensor]:
         """`buffer` (same layout as `flat`) cut into tensors shaped like each parameter."""
         views, offset = [], 0

@@ -31,6 +31,8 @@ from fednlp.config import TrainConfig
 from fednlp.data.feature_cache import file_sha256
 from fednlp.errors import RunInterrupted, UserError
 from fednlp.federation.checkpoint import Checkpoint, load_latest_checkpoint, save_checkpoint
+from fednlp.federation.client_updates import (DenseClientUpdates, SparseEmbeddingClientUpdates, sparse_embedding,
+                                              touched_rows)
 from fednlp.federation.clients import read_clients
 from fednlp.federation.cohort import assign_to_ranks, round_rng
 from fednlp.federation.communicator import make_communicator
@@ -94,6 +96,10 @@ class Federation:
         self.accumulator = torch.zeros(self.flat.numel + 1, dtype=torch.float32, device=session.device)
         self.trainer = LocalTrainer(session.model, session.task, session.features, self.config, session.device,
                                     session.timer, algorithm)
+        embedding = sparse_embedding(session.model, self.flat, self.config, algorithm)
+        self.sparse = embedding is not None
+        self.client_updates = (SparseEmbeddingClientUpdates(self.flat, self.global_flat, embedding) if self.sparse
+                               else DenseClientUpdates(self.flat, self.global_flat))
         self._rows: dict[int, np.ndarray] = {}
         self.round_loop_s = 0.0
 
@@ -175,7 +181,7 @@ class Federation:
                 continue
             rows = self.client_rows(client)
             start = time.perf_counter()
-            self.flat.flat.copy_(self.global_flat)
+            self.client_updates.load_global()
             timer.add("weight_copy", start)
             rng = round_rng(config.seed, round_idx, 1, client)
             torch.manual_seed(int(rng.integers(2**62)))  # dropout depends on the client, not on its rank
@@ -183,8 +189,10 @@ class Federation:
             self.trainer.reset_optimizer()
             self.trainer.train(rows, batches, self.global_views)
             start = time.perf_counter()
-            self.flat.flat.sub_(self.global_flat)  # the model's weights are overwritten by the next client anyway
-            updates.add_(self.flat.flat, alpha=weight_of[client])
+            touched = None
+            if self.sparse:
+                touched = touched_rows(self.session.features.arrays["input_ids"][rows[np.concatenate(batches)]])
+            self.client_updates.accumulate(updates, weight_of[client], touched)
             timer.add("aggregation", start)
         start = time.perf_counter()
         if stop_requested():
@@ -192,7 +200,7 @@ class Federation:
         self._allreduce()
         if active:
             self.algorithm.server_step(self.global_flat, updates, round_idx)
-        self.flat.flat.copy_(self.global_flat)  # the model now holds the new global weights (for evaluation)
+        self.client_updates.end_round()
         timer.add("aggregation", start)
         return bool(stop_votes.item() > 0)
 

@@ -68,6 +68,7 @@ def model_config(model_name: str, **overrides: Any) -> Any:
 
 def build_auto_model(auto_class: Any, model_name: str, **config_overrides: Any) -> Any:
     """`auto_class` (e.g. AutoModelForSequenceClassification) with pretrained weights where there are some."""
+    quiet_transformers()
     config = model_config(model_name, **config_overrides)
     source = pretrained_source(model_name)
     if source is None:
@@ -76,6 +77,15 @@ def build_auto_model(auto_class: Any, model_name: str, **config_overrides: Any) 
         return auto_class.from_pretrained(source, config=config)
     except (OSError, ValueError) as exc:
         raise UserError(_unknown_model(model_name, exc)) from None
+
+
+def quiet_transformers() -> None:
+    """Every rank would print transformers' load report and progress bar (e.g. the new head's MISSING
+    weights, expected when a task head is put on a pretrained encoder): keep errors only."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
 
 
 def _unknown_model(model_name: str, exc: Exception) -> str:

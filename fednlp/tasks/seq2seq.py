@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from fednlp.errors import UserError
 from fednlp.tasks.base import Features, Task, tokenize_in_chunks
-from fednlp.tasks.models import TINY_BERT, build_auto_model, model_config, pretrained_source
+from fednlp.tasks.models import TINY_BERT, build_auto_model, model_config, pretrained_source, quiet_transformers
 from fednlp.tasks.registry import register_task
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
@@ -117,6 +117,7 @@ class Seq2Seq(Task):
 
         source = pretrained_source(model_name)
         ids = self.generation_ids()
+        quiet_transformers()
         try:
             model = EncoderDecoderModel.from_encoder_decoder_pretrained(source, source)
         except (OSError, ValueError) as exc:

@@ -20,8 +20,8 @@ captured = {}
 original_run = Federation.run
 
 
-def run_and_capture(self):
-    history = original_run(self)
+def run_and_capture(self, *args):
+    history = original_run(self, *args)
     captured["weights"] = self.global_flat.cpu().numpy().copy()
     captured["sizes"] = self.client_sizes
     return history
