@@ -14,6 +14,7 @@ versions, git commit, numbers) to benchmarks/results.jsonl.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -77,8 +78,11 @@ UNITS = {
 SHARED_FLAGS = ("model", "max_seq_length", "batch_size", "lr", "optimizer", "eval_max_examples")
 
 
+FEDNLP_BIN = os.environ.get("FEDNLP_BIN", str(REPO / ".venv" / "bin" / "fednlp"))
+
+
 def fednlp(*args: str, ranks: int = 1, threads: int | None = None) -> None:
-    cmd = [str(REPO / ".venv" / "bin" / "fednlp"), *args]
+    cmd = [FEDNLP_BIN, *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -112,24 +116,24 @@ def flags(values: dict) -> list[str]:
     return [x for key, value in values.items() for x in (f"--{key.replace('_', '-')}", str(value))]
 
 
-def run_federated(unit: Unit, data: Path, part: Path, ranks: int) -> dict:
+def run_federated(unit: Unit, data: Path, part: Path, ranks: int, extra: tuple[str, ...] = ()) -> dict:
     out = WORK / "runs" / f"{unit.name}-r{ranks}"
     threads = max(1, (os.cpu_count() or 1) // ranks)
     start = time.perf_counter()
     fednlp("train", "--data", str(data), "--partition", str(part), "--method", unit.method,
            *flags({**unit.train, "eval_every": unit.train["rounds"]}), "--out", str(out), "--overwrite", "true",
-           ranks=ranks, threads=threads)
+           *extra, ranks=ranks, threads=threads)
     result = json.loads((out / "result.json").read_text())
     result["process_wall_s"] = time.perf_counter() - start
     return result
 
 
-def run_floor(unit: Unit, data: Path, steps: int) -> dict:
+def run_floor(unit: Unit, data: Path, steps: int, extra: tuple[str, ...] = ()) -> dict:
     out = WORK / "runs" / f"{unit.name}-floor"
     start = time.perf_counter()
     shared = {k: v for k, v in unit.train.items() if k in SHARED_FLAGS}
     fednlp("centralized", "--data", str(data), *flags(shared), "--steps", str(steps), "--out", str(out),
-           "--overwrite", "true", threads=os.cpu_count())
+           "--overwrite", "true", *extra, threads=os.cpu_count())
     result = json.loads((out / "result.json").read_text())
     result["process_wall_s"] = time.perf_counter() - start
     return result
@@ -145,14 +149,14 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
-def measure(unit: Unit, ranks_list: list[int]) -> list[dict]:
+def measure(unit: Unit, ranks_list: list[int], extra: tuple[str, ...] = ()) -> list[dict]:
     data, part = prepare(unit)
     rows = []
     floor = None
     for ranks in ranks_list:
-        fed = run_federated(unit, data, part, ranks)
+        fed = run_federated(unit, data, part, ranks, extra)
         if floor is None:
-            floor = run_floor(unit, data, fed["local_steps_total"])
+            floor = run_floor(unit, data, fed["local_steps_total"], extra)
         fed_loop = loop_without_evaluation(fed, "round_loop_s")
         floor_loop = loop_without_evaluation(floor, "train_loop_s")
         rounds = unit.train["rounds"]
@@ -160,6 +164,9 @@ def measure(unit: Unit, ranks_list: list[int]) -> list[dict]:
             "unit": unit.name, "ranks": ranks, "steps": fed["local_steps_total"],
             "wall_s": round(fed["process_wall_s"], 2), "round_loop_s": round(fed_loop, 2),
             "floor_s": round(floor_loop, 2), "R": round(fed_loop / floor_loop, 3),
+            "examples_per_s": round(fed["local_steps_total"] * unit.train["batch_size"] / fed_loop, 1),
+            "floor_examples_per_s": round(fed["local_steps_total"] * unit.train["batch_size"] / floor_loop, 1),
+            "device": fed["device"], "options": list(extra),
             "per_round_s": {p: round(fed["timing_s"].get(p, 0.0) / rounds, 4) for p in PHASES},
             "peak_rss_mb_per_rank": fed["peak_rss_mb_per_rank"], "floor_peak_rss_mb": floor["peak_rss_mb_per_rank"][0],
             "metric": fed["metric"], "value": fed["value"], "floor_value": floor["value"],
@@ -184,15 +191,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", nargs="+", default=["WU-A", "WU-B", "WU-C"], choices=sorted(UNITS))
     parser.add_argument("--ranks", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--rounds", type=int, help="override every unit's rounds (quick checks)")
     args = parser.parse_args(argv)
+    extra = ("--device", args.device, "--precision", args.precision)
     WORK.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.units:
-        for row in measure(UNITS[name], args.ranks):
+        unit = UNITS[name]
+        if args.rounds:
+            unit = dataclasses.replace(unit, train={**unit.train, "rounds": args.rounds})
+        for row in measure(unit, args.ranks, extra):
             rows.append(row)
             with open(RESULTS, "a") as f:
                 f.write(json.dumps(row, sort_keys=True) + "\n")
-            print(json.dumps({k: row[k] for k in ("unit", "ranks", "R", "round_loop_s", "floor_s")}), flush=True)
+            print(json.dumps({k: row[k] for k in ("unit", "ranks", "device", "options", "R", "round_loop_s", "floor_s",
+                                                  "examples_per_s", "floor_examples_per_s")}), flush=True)
     print(table(rows))
 
 

