@@ -9,14 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-8} LOCAL_STEPS=${LOCAL_STEPS:-4} MAXLEN=${MAXLEN:-64} EVAL_MAX=${EVAL_MAX:-2000} EVAL_EVERY=${EVAL_EVERY:-4}
-OUT=${OUT:-results/20news} RANKS=${RANKS:-2}
+OUT=${OUT:-results/20news} RANKS=${RANKS:-2} SHARED=${FEDNLP_SHARED_DATA:-../shared/data}
 algorithms=("${@:-fedavg fedprox fedadam fedyogi}")
 read -r -a algorithms <<< "${algorithms[*]}"
 fednlp=.venv/bin/fednlp
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
 data=$OUT/20news.h5 part=$OUT/20news_partition.h5
-[ -f "$data" ] || "$fednlp" data prepare --dataset 20news --source ../shared/data/20newsgroups/20news-bydate.tar.gz --out "$data"
+[ -f "$data" ] || "$fednlp" data prepare --dataset 20news --source "$SHARED/20newsgroups/20news-bydate.tar.gz" --out "$data"
 for spec in "uniform" "niid_label --alpha 1.0" "niid_label --alpha 0.1"; do
   "$fednlp" partition --data "$data" --out "$part" --method $spec --clients 100 --seed 0
 done
