@@ -45,7 +45,8 @@ class RunConfig:
     seed: int = _opt("root seed of every random choice", default=0)
     eval_every: int = _opt("evaluate every N rounds (centralized: epochs)", default=1)
     freeze_layers: int | None = _opt("freeze the embeddings and the first K transformer blocks (FedNLP's option)")
-    doc_stride: int = _opt("QA: overlap, in tokens, between the windows of a long context", default=128)
+    doc_stride: int = _opt("QA: overlap, in tokens, between the windows of a long context (SQuAD recipes: "
+                           "128 with --max-seq-length 384)", default=32)
     max_answer_length: int = _opt("QA: longest answer span, in tokens", default=30)
     max_target_length: int = _opt("seq2seq: tokens per target (training and generation)", default=64)
     num_beams: int = _opt("seq2seq: beams of the beam search at evaluation", default=4)
