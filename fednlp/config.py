@@ -34,7 +34,7 @@ class RunConfig:
     max_seq_length: int = _opt("tokens per input, special tokens included", default=128)
     batch_size: int = _opt("training batch size", default=16)
     eval_batch_size: int = _opt("evaluation batch size", default=64)
-    eval_max_examples: int | None = _opt("evaluate on the first N test examples only (default: all)")
+    eval_max_examples: int | None = _opt("evaluate on a seeded random subset of N test examples (default: all)")
     lr: float = _opt("client (or centralized) learning rate", default=5e-5)
     optimizer: str = _opt("sgd or adamw", default="adamw")
     weight_decay: float = _opt("weight decay of the optimizer", default=0.0)

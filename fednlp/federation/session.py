@@ -76,8 +76,10 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
         freeze_layers(model, config.freeze_layers)
     model = model.to(device)
     test_examples = np.asarray(data.test_index_list, dtype=np.int64)
-    if config.eval_max_examples is not None:
-        test_examples = test_examples[: config.eval_max_examples]
+    if config.eval_max_examples is not None and config.eval_max_examples < len(test_examples):
+        # A seeded random subset, not the first N: test splits are often sorted by label.
+        rng = np.random.default_rng([config.seed, 3])
+        test_examples = np.sort(rng.choice(test_examples, size=config.eval_max_examples, replace=False))
     writer = None
     if comm.rank == 0:
         writer = RunWriter(run_dir)
