@@ -42,6 +42,10 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                    "span_extraction or seq2seq")
     p.add_argument("--test-fraction", type=float, help="make a seeded test split of this fraction")
     p.add_argument("--seed", type=int, default=0, help="seed of the test split")
+    p.add_argument("--bad-records", choices=("error", "skip"), default="error",
+                   help="a malformed raw record (a row, line, sentence or question): error (default) refuses the "
+                   "whole file naming FILE:LINE; skip drops it with a warning naming FILE:LINE and lists it in the "
+                   "data file's attributes (skipped_records, skipped_locations)")
     p.set_defaults(func=cmd_data_prepare)
     lst = data_sub.add_parser("list", help="list the dataset readers")
     lst.set_defaults(func=cmd_data_list)
@@ -171,12 +175,17 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
         task=args.task,
         test_fraction=args.test_fraction,
         seed=args.seed,
+        bad_records=args.bad_records,
     )
     data = prepare(args.dataset, args.source, args.out, options)
     print(
         f"wrote {args.out}: {data.task_type}, {data.n_examples} examples "
         f"({len(data.train_index_list)} train, {len(data.test_index_list)} test), {data.num_labels} labels"
     )
+    skipped = data.attributes.get("skipped_records", 0)
+    if skipped:
+        print(f"fednlp: warning: skipped {skipped} bad record(s) in all; {args.out} lists them in its attributes "
+              "(skipped_locations)", file=sys.stderr, flush=True)
 
 
 def cmd_data_list(args: argparse.Namespace) -> None:

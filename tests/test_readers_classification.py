@@ -252,7 +252,7 @@ def test_csv_column_options_are_checked(options: list[str], expected: str, tmp_p
         ("jsonl", "data.jsonl", '{"text": "a", "label": 1}\n{"text": "b"}\n', "data.jsonl:2: row has no label"),
         ("jsonl", "data.jsonl", '{"text": "a", "label": 1}\n{"text": ["b"], "label": 1}\n',
          "data.jsonl:2: column 'text' holds a JSON list, expected a string"),
-        ("jsonl", "data.jsonl", '{"text": "a", "label": 1}\n{"text": \n', "data.jsonl line 2: not valid JSON"),
+        ("jsonl", "data.jsonl", '{"text": "a", "label": 1}\n{"text": \n', "data.jsonl:2: not valid JSON"),
     ],
 )
 def test_bad_row_is_one_line_exit_2_naming_file_and_line(dataset: str, name: str, content: str, expected: str,

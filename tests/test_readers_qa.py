@@ -130,7 +130,7 @@ def test_squad_answer_not_in_context_is_one_line_exit_2(tmp_path: Path, capsys: 
     source.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [{"context": "Ada wrote it.", "qas": [
         {"id": "q1", "question": "Who?", "answers": [{"text": "Ada", "answer_start": 3}]}]}]}]}))
     argv = ["data", "prepare", "--dataset", "squad", "--source", str(source), "--test-fraction", "0.2"]
-    expected = f"{source}: question q1: answer 'Ada' does not match the context at 3"
+    expected = f"{source}:1: question q1: answer 'Ada' does not match the context at 3"
     assert_cli_error(argv, tmp_path / "out.h5", expected, capsys)
 
 
@@ -180,7 +180,7 @@ def test_mrqa_without_header_is_one_line_exit_2(tmp_path: Path, capsys: pytest.C
     source = tmp_path / "x.jsonl"
     source.write_text(json.dumps({"id": "", "context": "c", "qas": []}) + "\n")
     argv = ["data", "prepare", "--dataset", "mrqa", "--source", str(source), "--test-fraction", "0.2"]
-    assert_cli_error(argv, tmp_path / "out.h5", f"{source}: line 1 is not an MRQA header", capsys)
+    assert_cli_error(argv, tmp_path / "out.h5", f"{source}:1: not an MRQA header", capsys)
 
 
 # ---------------------------------------------------------------- SubjQA

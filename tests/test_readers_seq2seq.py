@@ -182,4 +182,4 @@ def test_seq2seq_jsonl_missing_key_is_one_line_exit_2(tmp_path: Path, capsys: py
     source = tmp_path / "pairs.jsonl"
     source.write_text(json.dumps({"text": "a", "target": "b"}) + "\n")
     argv = ["data", "prepare", "--dataset", "seq2seq-jsonl", "--source", str(source), "--test-fraction", "0.5"]
-    assert_cli_error(argv, tmp_path / "out.h5", f"{source} line 1: no key 'source' (found target, text)", capsys)
+    assert_cli_error(argv, tmp_path / "out.h5", f"{source}:1: no key 'source' (found target, text)", capsys)

@@ -9,25 +9,39 @@ import numpy as np
 
 from fednlp.data.datafile import DataFile, write_data_file
 from fednlp.data.readers import ReaderOptions, get_reader
+from fednlp.data.readers.layout import one_line
 from fednlp.errors import UserError
 
 
 def prepare(dataset: str, source: str | Path, out: str | Path, options: ReaderOptions = ReaderOptions()) -> DataFile:
-    source = Path(source)
+    """Read, split and write; every malformed raw record goes where `options.bad_records` says (layout.py)."""
+    source, out = Path(source), Path(out)
     if not source.exists():
         raise UserError(f"--source {source} does not exist")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; expected the path of the data file to write (.h5)")
     if options.test_fraction is not None and not 0.0 < options.test_fraction < 1.0:
         raise UserError(f"--test-fraction must lie strictly between 0 and 1, got {options.test_fraction}")
+    try:
+        data = _read(dataset, source, options)
+    except UserError as exc:  # messages quote raw text, which may hold line breaks: the error stays one line
+        raise UserError(one_line(str(exc))) from None
+    data.attributes.setdefault("dataset", dataset)
+    data = split_test(data, options)
+    try:
+        write_data_file(data, out)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write it ({exc.strerror or exc.__class__.__name__}); "
+                        "expected a writable path") from None
+    return data
+
+
+def _read(dataset: str, source: Path, options: ReaderOptions) -> DataFile:
     if dataset.startswith("hf:"):
         from fednlp.data.readers.hf import read_hf
 
-        data = read_hf(dataset[3:], source, options)
-    else:
-        data = get_reader(dataset).read(source, options)
-    data.attributes.setdefault("dataset", dataset)
-    data = split_test(data, options)
-    write_data_file(data, out)
-    return data
+        return read_hf(dataset[3:], source, options)
+    return get_reader(dataset).read(source, options)
 
 
 def split_test(data: DataFile, options: ReaderOptions) -> DataFile:

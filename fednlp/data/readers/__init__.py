@@ -2,7 +2,8 @@
 
 A reader is `read(source: Path, options: ReaderOptions) -> DataFile`. It returns the dataset's own
 train/test split; a dataset with no test split returns an empty `test_index_list` and
-`fednlp.data.prepare` makes a seeded split from `--test-fraction`.
+`fednlp.data.prepare` makes a seeded split from `--test-fraction`. A reader sends every malformed record to
+`layout.BadRecords(options.bad_records, source)` and passes it to `data_file_from_splits`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ReaderOptions:
     task: str | None = None  # task_type for readers that cannot tell (hf:)
     test_fraction: float | None = None
     seed: int = 0
+    bad_records: str = "error"  # a malformed raw record: "error" refuses the file, "skip" drops it (layout.py)
 
 
 Reader = Callable[[Path, ReaderOptions], DataFile]

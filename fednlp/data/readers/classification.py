@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
+import lzma
 import tarfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -20,7 +22,16 @@ from typing import Any
 
 from fednlp.data.datafile import DataFile, label_vocab_of
 from fednlp.data.readers import ReaderOptions, register_reader
-from fednlp.data.readers.layout import Example, data_file_from_splits, parse_json_line, read_lines, read_text
+from fednlp.data.readers.layout import (
+    BadRecord,
+    BadRecords,
+    Example,
+    data_file_from_splits,
+    parse_json_object,
+    read_bytes,
+    read_lines,
+    read_text,
+)
 from fednlp.errors import UserError
 
 TASK = "text_classification"
@@ -60,10 +71,10 @@ def _one_match(folder: Path, split: str, globs: tuple[str, ...]) -> Path | None:
 
 
 def labelled_data_file(
-    task_type: str, splits: dict[str, list[Example]], source: Path, files: dict[str, str]
+    task_type: str, splits: dict[str, list[Example]], source: Path, files: dict[str, str], bad: BadRecords
 ) -> DataFile:
     """The splits as one DataFile with its sorted label vocabulary and the files each split came from."""
-    data = data_file_from_splits(task_type, splits, source, {"source_files": files})
+    data = data_file_from_splits(task_type, splits, source, {"source_files": files}, bad)
     return replace(data, label_vocab=label_vocab_of(data.fields["Y"]))
 
 
@@ -86,7 +97,9 @@ def csv_rows(path: Path, **dialect: Any) -> Iterator[tuple[int, list[str]]]:
             if row:
                 yield reader.line_num, row
     except csv.Error as exc:
-        raise UserError(f"{path}:{reader.line_num}: unreadable row ({exc})") from None
+        # The csv module cannot resynchronize after such an error (an over-long field, a broken quote), so
+        # it is the file's, not one row's.
+        raise UserError(f"{path}:{reader.line_num}: unreadable row ({exc}); expected delimited text") from None
 
 
 def read_delimited(path: Path, **dialect: Any) -> Table:
@@ -97,30 +110,36 @@ def read_delimited(path: Path, **dialect: Any) -> Table:
     return header, [(line, dict(zip(header, row, strict=False))) for line, row in rows]
 
 
-def read_jsonl(path: Path) -> Table:
-    """JSON Lines, one object per line; the first object's keys act as the header."""
-    rows = [(n, parse_json_line(path, n, line)) for n, line in enumerate(read_lines(path), 1) if line.strip()]
-    return (list(rows[0][1]) if rows else []), rows
+def read_jsonl(path: Path, bad: BadRecords) -> Table:
+    """JSON Lines, one object per line; the header is every key any object has, in order of appearance."""
+    rows = []
+    for number, line in enumerate(read_lines(path), 1):
+        if line.strip():
+            try:
+                rows.append((number, parse_json_object(line)))
+            except BadRecord as exc:
+                bad.report(path, number, str(exc), "line")
+    return list({key: None for _, row in rows for key in row}), rows
 
 
-def table_examples(path: Path, table: Table, columns: dict[str, str]) -> list[Example]:
+def table_examples(path: Path, table: Table, columns: dict[str, str], bad: BadRecords) -> list[Example]:
     """One example per row: each field's value from its column, which every row must fill."""
     header, rows = table
     for name, column in columns.items():
         if column not in header:
-            found = ", ".join(header) or "none"
+            found = ", ".join(map(str, header)) or "none"
             raise UserError(f"{path}: no column {column!r} ({_ROLES[name][1]}); found columns: {found}")
-    return [
-        {name: _cell(path, line, row.get(column), name, column) for name, column in columns.items()}
-        for line, row in rows
-    ]
+    return bad.examples(path, rows, lambda row: {name: _cell(row.get(column), name, column)
+                                                 for name, column in columns.items()}, "row")
 
 
-def _cell(path: Path, line: int, value: Any, name: str, column: str) -> str:
+def _cell(value: Any, name: str, column: str) -> str:
+    what = _ROLES[name][0]
     if isinstance(value, (list, dict)):
-        raise UserError(f"{path}:{line}: column {column!r} holds a JSON {type(value).__name__}, expected a string")
+        kind = "object" if isinstance(value, dict) else "list"
+        raise BadRecord(f"column {column!r} holds a JSON {kind}, expected a string {what}")
     if value is None or not str(value).strip():
-        raise UserError(f"{path}:{line}: row has no {_ROLES[name][0]} in column {column!r}")
+        raise BadRecord(f"row has no {what} in column {column!r}; expected a non-empty {what}")
     return str(value)
 
 
@@ -133,25 +152,28 @@ def _generic_columns(options: ReaderOptions, dataset: str) -> dict[str, str]:
     return {**columns, "source": options.source_column} if options.source_column else columns
 
 
-def _read_generic(source: Path, options: ReaderOptions, dataset: str, read_table: Callable[[Path], Table]) -> DataFile:
+def _read_generic(source: Path, options: ReaderOptions, dataset: str,
+                  read_table: Callable[[Path, BadRecords], Table]) -> DataFile:
+    """`read_table` gets the collector for records it cannot even parse (a JSON line); rows go to it later."""
     columns = _generic_columns(options, dataset)
     ext = f".{dataset}"
     files = split_files(source, {"train": (f"train{ext}",), "dev": (f"dev{ext}", f"valid{ext}", f"validation{ext}"),
                                  "test": (f"test{ext}",)})
-    splits = {split: table_examples(path, read_table(path), columns) for split, path in files.items()}
-    return labelled_data_file(TASK, splits, source, file_names(files))
+    bad = BadRecords(options.bad_records, source)
+    splits = {split: table_examples(path, read_table(path, bad), columns, bad) for split, path in files.items()}
+    return labelled_data_file(TASK, splits, source, file_names(files), bad)
 
 
 @register_reader("csv", TASK)
 def read_csv(source: Path, options: ReaderOptions) -> DataFile:
     """CSV with a header (--text-column, --label-column): one file, or a folder of train/dev/test.csv."""
-    return _read_generic(source, options, "csv", read_delimited)
+    return _read_generic(source, options, "csv", lambda path, bad: read_delimited(path))
 
 
 @register_reader("tsv", TASK)
 def read_tsv(source: Path, options: ReaderOptions) -> DataFile:
     """TSV with a header, unquoted as in GLUE (--text-column, --label-column): a file or a train/dev/test folder."""
-    return _read_generic(source, options, "tsv", _read_unquoted_tsv)
+    return _read_generic(source, options, "tsv", lambda path, bad: _read_unquoted_tsv(path))
 
 
 @register_reader("jsonl", TASK)
@@ -176,8 +198,9 @@ def read_sst2(source: Path, options: ReaderOptions) -> DataFile:
     """
     files = split_files(source, {"train": ("train.tsv",), "test": ("dev.tsv",)})
     columns = {"X": "sentence", "Y": "label"}
-    splits = {split: table_examples(path, _read_unquoted_tsv(path), columns) for split, path in files.items()}
-    return labelled_data_file(TASK, splits, source, file_names(files))
+    bad = BadRecords(options.bad_records, source)
+    splits = {split: table_examples(path, _read_unquoted_tsv(path), columns, bad) for split, path in files.items()}
+    return labelled_data_file(TASK, splits, source, file_names(files), bad)
 
 
 # ---------------------------------------------------------------------------------------------- AG News
@@ -194,8 +217,10 @@ def read_agnews(source: Path, options: ReaderOptions) -> DataFile:
     """
     files = split_files(source, {"train": ("train.csv",), "test": ("test.csv",)})
     names = _agnews_class_names(files["train"].parent / "classes.txt")
-    splits = {split: _agnews_examples(path, names) for split, path in files.items()}
-    return labelled_data_file(TASK, splits, source, file_names(files))
+    bad = BadRecords(options.bad_records, source)
+    splits = {split: bad.examples(path, csv_rows(path), lambda row: _agnews_example(row, names), "row")
+              for split, path in files.items()}
+    return labelled_data_file(TASK, splits, source, file_names(files), bad)
 
 
 def _agnews_class_names(path: Path) -> dict[str, str]:
@@ -206,15 +231,15 @@ def _agnews_class_names(path: Path) -> dict[str, str]:
     return {str(number): name for number, name in enumerate(names, 1)}
 
 
-def _agnews_examples(path: Path, names: dict[str, str]) -> list[Example]:
-    examples = []
-    for line, row in csv_rows(path):
-        if len(row) != 3:
-            raise UserError(f"{path}:{line}: expected 3 columns (class, title, description), found {len(row)}")
-        if names and row[0] not in names:
-            raise UserError(f"{path}:{line}: class {row[0]!r} is not one of {', '.join(names)} (classes.txt)")
-        examples.append({"X": f"{row[1]} {row[2]}", "Y": names.get(row[0], row[0])})
-    return examples
+def _agnews_example(row: list[str], names: dict[str, str]) -> Example:
+    if len(row) != 3:
+        raise BadRecord(f"found {len(row)} columns; expected 3 (class, title, description)")
+    if names and row[0] not in names:
+        raise BadRecord(f"class {row[0]!r} is not one of {', '.join(names)}; expected a class numbering a line "
+                        "of classes.txt")
+    if not row[0].strip():
+        raise BadRecord("row has no class; expected a class number")
+    return {"X": f"{row[1]} {row[2]}", "Y": names.get(row[0], row[0])}
 
 
 # ------------------------------------------------------------------------------------- 20 Newsgroups
@@ -233,22 +258,27 @@ def read_20news(source: Path, options: ReaderOptions) -> DataFile:
     Examples are sorted by split, newsgroup and file name.
     """
     if source.is_file():
-        posts, origin = _posts_in_archive(source), f"{source.name}:"
+        posts, origin, root = _posts_in_archive(source), f"{source.name}:", source
     elif all((source / folder).is_dir() for folder in _NEWS_FOLDERS):
-        posts, origin = _posts_in_folder(source), ""
+        posts, origin, root = _posts_in_folder(source), "", source
     elif (source / _NEWS_ARCHIVE).is_file():
-        posts, origin = _posts_in_archive(source / _NEWS_ARCHIVE), f"{_NEWS_ARCHIVE}:"
+        posts, origin, root = _posts_in_archive(source / _NEWS_ARCHIVE), f"{_NEWS_ARCHIVE}:", source / _NEWS_ARCHIVE
     else:
         raise UserError(f"--source {source}: expected {_NEWS_ARCHIVE}, or a folder holding it or "
                         f"{' and '.join(_NEWS_FOLDERS)}/")
+    bad = BadRecords(options.bad_records, source)
     splits: dict[str, list[Example]] = {split: [] for split in _NEWS_FOLDERS.values()}
-    for split, group, _, text in sorted(posts):  # by split, newsgroup, file name
-        splits[split].append({"X": text, "Y": group})
+    folders = {split: folder for folder, split in _NEWS_FOLDERS.items()}
+    for split, group, name, text in sorted(posts):  # by split, newsgroup, file name
+        post = root / folders[split] / group / name  # inside the archive, when it is one
+        example = bad.take(post, None, lambda: {"X": text, "Y": group}, "post")
+        if example is not None:
+            splits[split].append(example)
     empty = [folder for folder, split in _NEWS_FOLDERS.items() if not splits[split]]
     if empty:
         raise UserError(f"--source {source}: no posts under {' or '.join(empty)}/<newsgroup>/")
     files = {split: f"{origin}{folder}" for folder, split in _NEWS_FOLDERS.items()}
-    return labelled_data_file(TASK, splits, source, files)
+    return labelled_data_file(TASK, splits, source, files, bad)
 
 
 def _post_path(name: str) -> tuple[str, str, str] | None:
@@ -267,14 +297,14 @@ def _posts_in_archive(path: Path) -> list[Post]:
                 for member in tar
                 if member.isfile() and (where := _post_path(member.name))
             ]
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
         reason = type(exc).__name__
         raise UserError(f"{path}: not a readable tar archive ({reason}); expected {_NEWS_ARCHIVE}") from None
 
 
 def _posts_in_folder(folder: Path) -> list[Post]:
     return [
-        (*where, path.read_text(encoding="latin-1"))
+        (*where, read_bytes(path).decode("latin-1"))
         for path in folder.glob("*/*/*")
         if path.is_file() and (where := _post_path(path.relative_to(folder).as_posix()))
     ]

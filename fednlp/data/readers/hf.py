@@ -19,6 +19,7 @@ validation split beside a test split is kept aside as dev (layout.py).
 from __future__ import annotations
 
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,7 @@ import datasets
 
 from fednlp.data.datafile import TASK_TYPES, DataFile, label_vocab_of
 from fednlp.data.readers import ReaderOptions
-from fednlp.data.readers.layout import Example, data_file_from_splits
+from fednlp.data.readers.layout import BadRecord, BadRecords, Example, data_file_from_splits, read_lines
 from fednlp.errors import UserError
 
 LOCAL_BUILDERS = ("csv", "json", "parquet")
@@ -66,9 +67,11 @@ def _load(name: str, config: str | None, source: Path, what: str) -> datasets.Da
     if name not in LOCAL_BUILDERS:
         if not source.is_dir():
             raise UserError(f"--source {source}: expected the folder to cache hub dataset {name} in")
-        return _call_datasets(what, lambda: datasets.load_dataset(name, config, cache_dir=str(source)))
+        return _call_datasets(what, lambda: datasets.load_dataset(name, config, cache_dir=str(source)), progress=True)
     if config:
         raise UserError(f"--dataset {what}: the local {name} builder takes no CONFIG; expected hf:{name}")
+    if name == "json":
+        _refuse_null_lines(source)
     files = {"data_files": {"train": str(source)}} if source.is_file() else {"data_dir": str(source)}
     # In memory, with a throw-away cache: the data file is the only copy worth keeping.
     with tempfile.TemporaryDirectory() as cache:
@@ -77,20 +80,46 @@ def _load(name: str, config: str | None, source: Path, what: str) -> datasets.Da
         )
 
 
-def _call_datasets(what: str, load: Callable[[], datasets.DatasetDict]) -> datasets.DatasetDict:
+def _refuse_null_lines(source: Path) -> None:
+    """pyarrow's JSON reader (26.0) dies of a segmentation fault, past any except clause, on a block that
+    starts with the token null, so a line that starts with it never reaches the library."""
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*.json*") if p.is_file())
+    for path in files:
+        for number, line in enumerate(read_lines(path), 1):
+            if line.lstrip().startswith("null"):
+                raise UserError(f"{path}:{number}: a line that starts with null; expected a JSON object per line")
+
+
+def _call_datasets(what: str, load: Callable[[], datasets.DatasetDict], progress: bool = False) -> datasets.DatasetDict:
+    """The library's result, its failure as one UserError line: its own error logs and, for local files, its
+    progress bars are silenced, since they would put more lines on stderr than the error itself."""
+    verbosity, bars = datasets.logging.get_verbosity(), datasets.is_progress_bar_enabled()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    if not progress:
+        datasets.disable_progress_bars()
     try:
         return load()
-    except (OSError, ValueError, datasets.exceptions.DatasetsError) as exc:
+    # pyarrow's errors are ValueErrors and TypeErrors; a cut .gz ends in EOFError or zlib.error, an empty JSON
+    # file in the builder's own StopIteration.
+    except (OSError, ValueError, TypeError, EOFError, StopIteration, zlib.error,
+            datasets.exceptions.DatasetsError) as exc:
         cause = f": {exc.__cause__}" if exc.__cause__ else ""
-        message = f"{exc}{cause}".strip().splitlines()[0]
+        message = (f"{exc}{cause}".strip().splitlines() or [exc.__class__.__name__])[0]
         raise UserError(f"--dataset {what}: cannot load it ({message})") from None
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+        if bars:
+            datasets.enable_progress_bars()
 
 
 def data_file_from_dataset(
     dataset: datasets.DatasetDict, options: ReaderOptions, what: str, source: Path
 ) -> DataFile:
-    """The DataFile of a loaded DatasetDict: its labelled train, test and dev splits (see the module doc)."""
-    mapped = {name: split_examples(dataset[name], options, f"{what} split {name!r}")
+    """The DataFile of a loaded DatasetDict: its labelled train, test and dev splits (see the module doc).
+
+    A bad row is a bad record located as `hf:NAME split 'train' row I` (the library hides file lines)."""
+    bad = BadRecords(options.bad_records, source)
+    mapped = {name: split_examples(dataset[name], options, f"{what} split {name!r}", bad)
               for name in ("train", "validation", "test") if name in dataset}
     labelled = [name for name in ("test", "validation") if mapped.get(name) is not None]
     roles = {"train": "train"} if mapped.get("train") is not None else {}
@@ -101,27 +130,29 @@ def data_file_from_dataset(
         found = ", ".join(dataset) or "none"
         raise UserError(f"--dataset {what}: no labelled train, validation or test split; found {found}")
     data = data_file_from_splits(options.task, {role: mapped[name] for role, name in roles.items()}, source,
-                                 {"hf_splits": roles})
+                                 {"hf_splits": roles}, bad)
     if options.task in LABELLED_TASKS:
         data = replace(data, label_vocab=label_vocab_of(data.fields["Y"]))
     return data
 
 
-def split_examples(split: datasets.Dataset, options: ReaderOptions, where: str) -> list[Example] | None:
+def split_examples(split: datasets.Dataset, options: ReaderOptions, where: str,
+                   bad: BadRecords) -> list[Example] | None:
     """The split's examples, or None when no row has a label (an unlabelled or empty split)."""
     columns = _columns(split, options, where)
     values = {name: _decode(split.features[column], list(split[column])) for name, column in columns.items()}
     if all(value is None for value in values[_LABEL_FIELD[options.task]]):
         return None
     make = _EXAMPLE_MAKERS[options.task]
-    examples = []
-    for i in range(split.num_rows):
-        row_where = f"{where} row {i}"
+
+    def example(i: int) -> Example:
         for name, column in columns.items():
             if values[name][i] is None or values[name][i] in ("", []):
-                raise UserError(f"{row_where}: no value in column {column!r}")
-        examples.append(make({name: column_values[i] for name, column_values in values.items()}, row_where))
-    return examples
+                raise BadRecord(f"no value in column {column!r}; expected one in every row")
+        return make({name: column_values[i] for name, column_values in values.items()})
+
+    taken = (bad.take(f"{where} row {i}", None, lambda i=i: example(i), "row") for i in range(split.num_rows))
+    return [row for row in taken if row is not None]
 
 
 def _columns(split: datasets.Dataset, options: ReaderOptions, where: str) -> dict[str, str]:
@@ -159,45 +190,49 @@ def _label_name(feature: datasets.ClassLabel, value: int | None) -> str | None:
 # ------------------------------------------------------------------------------------ one row per task
 
 
-def _classification_example(row: dict[str, Any], where: str) -> Example:
+def _classification_example(row: dict[str, Any]) -> Example:
     return {name: str(value) for name, value in row.items()}
 
 
-def _tagging_example(row: dict[str, Any], where: str) -> Example:
+def _tagging_example(row: dict[str, Any]) -> Example:
     tokens, tags = row["X"], row["Y"]
     if not isinstance(tokens, list) or not isinstance(tags, list):
         found = f"{type(tokens).__name__} and {type(tags).__name__}"
-        raise UserError(f"{where}: expected lists of tokens and tags, found {found}")
+        raise BadRecord(f"expected lists of tokens and tags, found {found}")
     if len(tokens) != len(tags):
-        raise UserError(f"{where}: {len(tokens)} tokens but {len(tags)} tags; expected one tag per token")
+        raise BadRecord(f"{len(tokens)} tokens but {len(tags)} tags; expected one tag per token")
     if None in tags:
-        raise UserError(f"{where}: tag {tags.index(None)} is -1 (no label); expected a tag per token")
+        raise BadRecord(f"tag {tags.index(None)} is -1 (no label); expected a tag per token")
     extra = {"source": str(row["source"])} if "source" in row else {}
     return {"X": [str(token) for token in tokens], "Y": [str(tag) for tag in tags], **extra}
 
 
-def _span_example(row: dict[str, Any], where: str) -> Example:
+def _span_example(row: dict[str, Any]) -> Example:
     answers = row["answers"]
     texts, starts = (answers.get("text"), answers.get("answer_start")) if isinstance(answers, dict) else (None, None)
-    if not isinstance(texts, list) or not isinstance(starts, list) or len(texts) != len(starts):
-        raise UserError(f"{where}: answers is {answers!r}; expected {{'text': [...], 'answer_start': [...]}} "
+    if (not isinstance(texts, list) or not isinstance(starts, list) or len(texts) != len(starts)
+            or not all(isinstance(t, str) for t in texts) or not all(isinstance(s, int) for s in starts)):
+        raise BadRecord(f"answers is {str(answers)[:80]}; expected {{'text': [str, ...], 'answer_start': [int, ...]}} "
                         "of equal lengths")
+    if not isinstance(row["context_X"], str) or not isinstance(row["question_X"], str):
+        raise BadRecord("context or question is not text; expected strings")
     span = [starts[0], starts[0] + len(texts[0])] if texts else [-1, -1]
     if texts and row["context_X"][span[0]:span[1]] != texts[0]:
-        raise UserError(f"{where}: answer {texts[0]!r} does not match the context at {starts[0]}")
+        raise BadRecord(f"answer {str(texts[0])[:80]!r} does not match the context at {starts[0]}; "
+                        "expected answer_start where the context holds the answer text")
     extra = {name: str(row[name]) for name in ("question_id", "source") if name in row}
     return {"context_X": row["context_X"], "question_X": row["question_X"], "Y": span, "answers": texts, **extra}
 
 
-def _seq2seq_example(row: dict[str, Any], where: str) -> Example:
+def _seq2seq_example(row: dict[str, Any]) -> Example:
     """A list source (SciTLDR's sentences) is joined; a list target gives every reference, Y the first."""
     source, target = row["X"], row["Y"]
     references = [str(t) for t in target] if isinstance(target, list) else [str(target)]
-    text = " ".join(source) if isinstance(source, list) else str(source)
+    text = " ".join(map(str, source)) if isinstance(source, list) else str(source)
     return {"X": text, "Y": references[0], "references": references}
 
 
-_EXAMPLE_MAKERS: dict[str, Callable[[dict[str, Any], str], Example]] = {
+_EXAMPLE_MAKERS: dict[str, Callable[[dict[str, Any]], Example]] = {
     "text_classification": _classification_example,
     "sequence_tagging": _tagging_example,
     "span_extraction": _span_example,

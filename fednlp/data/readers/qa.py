@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import sys
 from pathlib import Path
@@ -17,7 +16,19 @@ from typing import Any
 
 from fednlp.data.datafile import DataFile
 from fednlp.data.readers import ReaderOptions, register_reader
-from fednlp.data.readers.layout import SPLITS, Example, data_file_from_splits, parse_json_line, read_lines, read_text
+from fednlp.data.readers.layout import (
+    SPLITS,
+    BadRecord,
+    BadRecords,
+    Example,
+    JsonLines,
+    data_file_from_splits,
+    parse_json_object,
+    parse_json_document,
+    read_lines,
+    read_text,
+    storable,
+)
 from fednlp.errors import UserError
 
 TASK = "span_extraction"
@@ -49,11 +60,16 @@ def _dev_as_test(splits: dict[str, list[Example]]) -> dict[str, list[Example]]:
 
 @register_reader("squad", TASK, "SQuAD v1.1/v2.0 JSON: a file (a pool), or a folder of train-*.json + dev-*.json")
 def read_squad(source: Path, options: ReaderOptions) -> DataFile:
-    """One example per question; Y is the first answer's span, checked against the context."""
+    """One example per question; Y is the first answer's span, checked against the context.
+
+    A malformed question is a bad record (located at the line its object starts on); a document whose
+    articles or paragraphs are not SQuAD's shape is refused whole.
+    """
+    bad = BadRecords(options.bad_records, source)
     splits: dict[str, list[Example]] = {"train": [], "dev": []}
     for split, path in _squad_files(source):
-        splits[split].extend(_read_squad_file(path))
-    return data_file_from_splits(TASK, _dev_as_test(splits), source)
+        splits[split].extend(_read_squad_file(path, bad))
+    return data_file_from_splits(TASK, _dev_as_test(splits), source, bad=bad)
 
 
 def _squad_files(source: Path) -> list[tuple[str, Path]]:
@@ -61,7 +77,7 @@ def _squad_files(source: Path) -> list[tuple[str, Path]]:
         return [("train", source)]
     files = []
     for split in ("train", "dev"):
-        matches = sorted(source.glob(f"{split}-*.json"))
+        matches = sorted(path for path in source.glob(f"{split}-*.json") if path.is_file())
         if len(matches) > 1:
             names = ", ".join(path.name for path in matches)
             raise UserError(f"--source {source} holds several {split} files ({names}); expected one")
@@ -71,37 +87,67 @@ def _squad_files(source: Path) -> list[tuple[str, Path]]:
     return files
 
 
-def _read_squad_file(path: Path) -> list[Example]:
-    try:
-        document = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    try:
-        return [
-            _squad_example(path, article["title"], paragraph["context"], qa)
-            for article in document["data"]
-            for paragraph in article["paragraphs"]
-            for qa in paragraph["qas"]
-        ]
-    except (KeyError, TypeError) as exc:
-        raise UserError(
-            f"{path}: not SQuAD JSON ({exc.__class__.__name__}: {exc}); "
-            "expected {'data': [{'title', 'paragraphs': [{'context', 'qas': [{'id', 'question', 'answers'}]}]}]}"
-        ) from None
+_SQUAD_SHAPE = "{'data': [{'title', 'paragraphs': [{'context', 'qas': [{'id', 'question', 'answers'}]}]}]}"
 
 
-def _squad_example(path: Path, title: str, context: str, qa: dict[str, Any]) -> Example:
-    question_id = qa["id"]
-    if qa.get("is_impossible", False):  # SQuAD v2.0
-        return _example(context, qa["question"], UNANSWERABLE, [], question_id, title)
-    answers = qa["answers"]
-    if not answers:
-        raise UserError(f"{path}: question {question_id} has no answers and is not marked is_impossible")
-    start, text = answers[0]["answer_start"], answers[0]["text"]
-    if not isinstance(start, int) or start < 0 or context[start:start + len(text)] != text:
-        raise UserError(f"{path}: question {question_id}: answer {text!r} does not match the context at {start}")
-    return _example(context, qa["question"], (start, start + len(text)), [a["text"] for a in answers],
+def _read_squad_file(path: Path, bad: BadRecords) -> list[Example]:
+    text = read_text(path)
+    document, lines = parse_json_document(path, text), JsonLines(text)
+    examples = []
+    for a, article in enumerate(_squad_field(path, lines, document, (), "data", list)):
+        title = _squad_field(path, lines, article, ("data", a), "title", str)
+        for p, paragraph in enumerate(_squad_field(path, lines, article, ("data", a), "paragraphs", list)):
+            where = ("data", a, "paragraphs", p)
+            context = _squad_field(path, lines, paragraph, where, "context", str)
+            for q, qa in enumerate(_squad_field(path, lines, paragraph, where, "qas", list)):
+                try:
+                    examples.append(storable(_squad_example(context, qa, title)))
+                except BadRecord as exc:
+                    bad.report(path, lines.line_of(*where, "qas", q), str(exc), "question")
+    return examples
+
+
+def _squad_field(path: Path, lines: JsonLines, node: Any, where: tuple[str | int, ...], key: str, kind: type) -> Any:
+    """node[key], which must be a `kind`; else the whole file is refused at the node's line."""
+    if isinstance(node, dict) and isinstance(node.get(key), kind):
+        return node[key]
+    if not isinstance(node, dict):
+        found = f"a JSON {type(node).__name__} where an object with {key!r} belongs"
+    else:
+        found = f"{key!r} holding a {type(node[key]).__name__}" if key in node else f"an object without {key!r}"
+    raise UserError(f"{path}:{lines.line_of(*where)}: not SQuAD JSON: found {found}; expected {_SQUAD_SHAPE}")
+
+
+def _squad_example(context: str, qa: Any, title: str) -> Example:
+    if not isinstance(qa, dict):
+        raise BadRecord(f"a question is a JSON {type(qa).__name__}; expected an object with id, question, answers")
+    question_id, question = qa.get("id"), qa.get("question")
+    if not isinstance(question_id, (str, int)) or isinstance(question_id, bool) or not isinstance(question, str):
+        raise BadRecord(f"question {str(question_id)[:40]!r} lacks a string 'id' or 'question'; expected both")
+    question_id = str(question_id)
+    if qa.get("is_impossible", False) is True:  # SQuAD v2.0
+        return _example(context, question, UNANSWERABLE, [], question_id, title)
+    answers = qa.get("answers")
+    if not isinstance(answers, list) or not answers:
+        raise BadRecord(f"question {question_id} has no answers and is not marked is_impossible; "
+                        "expected a non-empty 'answers' list")
+    if not all(isinstance(a, dict) and isinstance(a.get("text"), str) for a in answers):
+        raise BadRecord(f"question {question_id}: an answer lacks a string 'text'; "
+                        "expected answers [{'text': str, 'answer_start': int}]")
+    start, text = answers[0].get("answer_start"), answers[0]["text"]
+    if not _is_index(start):
+        raise BadRecord(f"question {question_id}: answer_start {str(start)[:40]} is not a character offset; "
+                        "expected a non-negative integer")
+    found = context[start:start + len(text)]
+    if found != text:
+        raise BadRecord(f"question {question_id}: answer {text[:80]!r} does not match the context at {start} "
+                        f"(found {found[:80]!r}); expected answer_start where the context holds the answer text")
+    return _example(context, question, (start, start + len(text)), [a["text"] for a in answers],
                     question_id, title)
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 # ---------------------------------------------------------------- MRQA
@@ -113,55 +159,73 @@ def read_mrqa(source: Path, options: ReaderOptions) -> DataFile:
 
     MRQA found that span by a normalized match, so context_X[Y] can differ from answers[0] by case, a
     leading article or a numeral ("two" for "2"); the metric compares against `answers`, as MRQA's does.
+    A malformed line or question is a bad record; a file without the MRQA header line is refused.
     """
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*.jsonl*") if p.is_file())
     if not files:
         raise UserError(f"--source {source} holds no *.jsonl or *.jsonl.gz files; expected MRQA files")
+    bad = BadRecords(options.bad_records, source)
     splits: dict[str, list[Example]] = {"train": [], "dev": []}
     for path in files:
-        split, examples = _read_mrqa_file(path)
+        split, examples = _read_mrqa_file(path, bad)
         splits[split].extend(examples)
-    return data_file_from_splits(TASK, _dev_as_test(splits), source)
+    return data_file_from_splits(TASK, _dev_as_test(splits), source, bad=bad)
 
 
-def _read_mrqa_file(path: Path) -> tuple[str, list[Example]]:
+_MRQA_HEADER = '{"header": {"dataset": NAME, "split": "train" or "dev"}}'
+_MRQA_RECORD = ("{'context': str, 'qas': [{'qid', 'question', 'answers', "
+                "'detected_answers': [{'char_spans': [[start, end]]}]}]}")
+
+
+def _read_mrqa_file(path: Path, bad: BadRecords) -> tuple[str, list[Example]]:
     """The file's split (from its header) and its examples."""
     lines = read_lines(path)
-    header = parse_json_line(path, 1, lines[0]).get("header") if lines else None
-    if not isinstance(header, dict) or header.get("split") not in ("train", "dev") or "dataset" not in header:
-        raise UserError(f"{path}: line 1 is not an MRQA header; "
-                        "expected {\"header\": {\"dataset\": NAME, \"split\": \"train\" or \"dev\"}}")
+    try:
+        header = parse_json_object(lines[0]).get("header") if lines else None
+    except BadRecord:
+        header = None
+    if (not isinstance(header, dict) or header.get("split") not in ("train", "dev")
+            or not isinstance(header.get("dataset"), str)):
+        raise UserError(f"{path}:1: not an MRQA header; expected {_MRQA_HEADER}")
     examples = []
     for line_number, line in enumerate(lines[1:], start=2):
-        if line.strip():
-            examples += _mrqa_examples(path, line_number, parse_json_line(path, line_number, line), header["dataset"])
+        if not line.strip():
+            continue
+        try:
+            record = parse_json_object(line)
+            context, qas = record.get("context"), record.get("qas")
+            if not isinstance(context, str) or not isinstance(qas, list):
+                raise BadRecord(f"no string 'context' and list 'qas'; expected {_MRQA_RECORD}")
+        except BadRecord as exc:
+            bad.report(path, line_number, str(exc), "line")
+            continue
+        examples += bad.examples(path, ((line_number, qa) for qa in qas),
+                                 lambda qa: _mrqa_example(context, qa, header["dataset"]), "question")
     return header["split"], examples
 
 
-def _mrqa_examples(path: Path, line_number: int, record: dict[str, Any], dataset: str) -> list[Example]:
+def _mrqa_example(context: str, qa: Any, dataset: str) -> Example:
     try:
-        context = record["context"]
-        return [_mrqa_example(path, line_number, context, qa, dataset) for qa in record["qas"]]
+        qid, question, answers = qa["qid"], qa["question"], qa["answers"]
+        start, last = qa["detected_answers"][0]["char_spans"][0]  # MRQA spans are inclusive
     except (KeyError, TypeError, IndexError, ValueError) as exc:
-        raise UserError(
-            f"{path} line {line_number}: not an MRQA record ({exc.__class__.__name__}: {exc}); expected "
-            "{'context', 'qas': [{'qid', 'question', 'answers', 'detected_answers': [{'char_spans': [[s, e]]}]}]}"
-        ) from None
-
-
-def _mrqa_example(path: Path, line_number: int, context: str, qa: dict[str, Any], dataset: str) -> Example:
-    start, last = qa["detected_answers"][0]["char_spans"][0]  # MRQA spans are inclusive
-    if not 0 <= start <= last < len(context):
-        raise UserError(f"{path} line {line_number}: question {qa['qid']}: answer span [{start}, {last}] lies "
-                        f"outside the context of {len(context)} characters")
-    return _example(context, qa["question"], (start, last + 1), list(qa["answers"]), qa["qid"], dataset)
+        raise BadRecord(f"a question is not MRQA's ({exc.__class__.__name__}: {str(exc)[:60]}); "
+                        f"expected in 'qas' {{'qid', 'question', 'answers', 'detected_answers': "
+                        "[{'char_spans': [[start, end]]}]}") from None
+    if not isinstance(question, str) or not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+        raise BadRecord(f"question {str(qid)[:40]}: 'question' or 'answers' is not text; "
+                        "expected a string question and a list of string answers")
+    if not (_is_index(start) and _is_index(last) and start <= last < len(context)):
+        raise BadRecord(f"question {str(qid)[:40]}: answer span [{start!r}, {last!r}] lies outside the context of "
+                        f"{len(context)} characters; expected inclusive character offsets within it")
+    return _example(context, question, (start, last + 1), list(answers), str(qid), dataset)
 
 
 # ---------------------------------------------------------------- SubjQA
 
 NOT_FOUND = "ANSWERNOTFOUND"
 _SUBJQA_COLUMNS = ("q_review_id", "question", "review", "human_ans_spans", "human_ans_indices")
-_INDICES = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+_INDICES = re.compile(r"\(\s*(\d{1,15})\s*,\s*(\d{1,15})\s*\)")  # longer numbers are no offsets
 
 
 @register_reader("subjqa", TASK, "SubjQA: the folder of <domain>/splits/{train,dev,test}.csv, or one domain's folder")
@@ -180,13 +244,14 @@ def read_subjqa(source: Path, options: ReaderOptions) -> DataFile:
     Upstream, most dev questions also appear in train, so dev is validation of a model that saw them.
     """
     csv.field_size_limit(sys.maxsize)  # reviews can exceed csv's 128 KiB default field limit
+    bad = BadRecords(options.bad_records, source)
     splits: dict[str, list[Example]] = {split: [] for split in SPLITS}
     for domain, folder in _subjqa_domains(source):
         for split in SPLITS:
             path = folder / f"{split}.csv"
             if path.is_file():
-                splits[split].extend(_read_subjqa_csv(path, domain))
-    return data_file_from_splits(TASK, splits, source)
+                splits[split].extend(_read_subjqa_csv(path, domain, bad))
+    return data_file_from_splits(TASK, splits, source, bad=bad)
 
 
 def _subjqa_domains(source: Path) -> list[tuple[str, Path]]:
@@ -201,46 +266,68 @@ def _subjqa_domains(source: Path) -> list[tuple[str, Path]]:
     return domains
 
 
-def _read_subjqa_csv(path: Path, domain: str) -> list[Example]:
+Row = tuple[int, dict[str, str]]  # (the line the CSV row ends on, column -> cell)
+
+
+def _read_subjqa_csv(path: Path, domain: str, bad: BadRecords) -> list[Example]:
+    """One example per q_review_id; a malformed row is a bad record, and its question keeps its other rows."""
     reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
-    missing = [column for column in _SUBJQA_COLUMNS if column not in (reader.fieldnames or [])]
-    if missing:
-        raise UserError(f"{path}: no column(s) {', '.join(missing)}; expected the SubjQA columns "
-                        f"{', '.join(_SUBJQA_COLUMNS)}")
-    rows_by_question: dict[str, list[tuple[int, dict[str, str]]]] = {}
-    for row in reader:
-        rows_by_question.setdefault(row["q_review_id"], []).append((reader.line_num, row))
-    return [_subjqa_example(path, domain, rows) for rows in rows_by_question.values()]
+    try:
+        missing = [column for column in _SUBJQA_COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}:1: no column(s) {', '.join(missing)}; expected the SubjQA columns "
+                            f"{', '.join(_SUBJQA_COLUMNS)}")
+        rows_by_question: dict[str, list[Row]] = {}
+        for row in reader:
+            if any(not isinstance(row.get(column), str) for column in _SUBJQA_COLUMNS):
+                filled = sum(isinstance(row.get(column), str) for column in reader.fieldnames)
+                bad.report(path, reader.line_num, f"row has {filled} of the {len(reader.fieldnames)} columns; "
+                           "expected a cell in each SubjQA column", "row")
+                continue
+            rows_by_question.setdefault(row["q_review_id"], []).append((reader.line_num, row))
+    except csv.Error as exc:
+        raise UserError(f"{path}:{reader.line_num}: unreadable row ({exc}); expected CSV text") from None
+    examples = (_subjqa_example(path, domain, rows, bad) for rows in rows_by_question.values())
+    return [example for example in examples if example is not None]
 
 
-def _subjqa_example(path: Path, domain: str, rows: list[tuple[int, dict[str, str]]]) -> Example:
-    first = rows[0][1]
+def _subjqa_example(path: Path, domain: str, rows: list[Row], bad: BadRecords) -> Example | None:
+    """The question of these rows, without its bad rows; None when no row is left."""
+    first_line, first = rows[0]
     context = first["review"].removesuffix(f" {NOT_FOUND}")
     spans: list[tuple[int, int]] = []
+    good = 0
     for line, row in rows:
-        if row["review"] != first["review"]:
-            raise UserError(f"{path} line {line}: question {row['q_review_id']} has another review than on line "
-                            f"{rows[0][0]}; expected one review per q_review_id")
-        span = _subjqa_span(path, line, row, context)
+        try:
+            if row["review"] != first["review"]:
+                raise BadRecord(f"question {row['q_review_id'][:40]} has another review than on line {first_line}; "
+                                "expected one review per q_review_id")
+            span = _subjqa_span(row, context)
+        except BadRecord as exc:
+            bad.report(path, line, str(exc), "row")
+            continue
+        good += 1
         if span is not None and span not in spans:
             spans.append(span)
+    if not good:
+        return None
     answers = [context[start:end] for start, end in spans]
-    return _example(context, first["question"], spans[0] if spans else UNANSWERABLE, answers,
-                    first["q_review_id"], domain)
+    return bad.take(path, first_line, lambda: _example(context, first["question"], spans[0] if spans else UNANSWERABLE,
+                                                       answers, first["q_review_id"], domain), "question")
 
 
-def _subjqa_span(path: Path, line: int, row: dict[str, str], context: str) -> tuple[int, int] | None:
+def _subjqa_span(row: dict[str, str], context: str) -> tuple[int, int] | None:
     """The row's answer span in the context, or None for a "no answer" row."""
     if row["human_ans_spans"] == NOT_FOUND:
         return None
     match = _INDICES.fullmatch(row["human_ans_indices"].strip())
     if match is None or int(match[1]) >= int(match[2]):
-        raise UserError(f"{path} line {line}: human_ans_indices {row['human_ans_indices']!r}; "
+        raise BadRecord(f"human_ans_indices {row['human_ans_indices'][:40]!r}; "
                         "expected '(start, end)' with start < end")
     start, end = int(match[1]), int(match[2])
     if end > len(row["review"]):
-        raise UserError(f"{path} line {line}: human_ans_indices {row['human_ans_indices']!r} end past the review "
-                        f"of {len(row['review'])} characters")
+        raise BadRecord(f"human_ans_indices {row['human_ans_indices']!r} end past the review "
+                        f"of {len(row['review'])} characters; expected offsets within the review")
     if end > len(context):  # the selection reaches into the ANSWERNOTFOUND token
         return None
     text = context[start:end]

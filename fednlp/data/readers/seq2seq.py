@@ -8,8 +8,10 @@ A folder's files name their split (train*, dev* / valid*, test*); a lone file is
 
 from __future__ import annotations
 
+import lzma
 import re
 import tarfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
@@ -17,9 +19,12 @@ from fednlp.data.datafile import DataFile
 from fednlp.data.readers import ReaderOptions, register_reader
 from fednlp.data.readers.layout import (
     SPLITS,
+    BadRecord,
+    BadRecords,
     Example,
     data_file_from_splits,
-    parse_json_line,
+    parse_json_object,
+    read_bytes,
     read_lines,
     split_of_name,
 )
@@ -44,29 +49,26 @@ _AESLC_MARKER = re.compile(r"^@(subject|ann\d+)[ \t\r]*$", re.MULTILINE)
 
 @register_reader("aeslc", TASK, "AESLC email -> subject: enron_subject_line.tar.gz or its extracted folder")
 def read_aeslc(source: Path, options: ReaderOptions) -> DataFile:
-    """One example per <user>_<folder>_<n>.subject file; dev is kept aside as validation."""
+    """One example per <user>_<folder>_<n>.subject file (a file is a record); dev is kept aside as validation."""
+    bad = BadRecords(options.bad_records, source)
     splits: dict[str, list[Example]] = {split: [] for split in SPLITS}
-    for name, text in _aeslc_files(source):
+    for name, raw in _aeslc_files(source):
         split = PurePosixPath(name).parent.name
         if split not in splits:
             raise UserError(f"{source}: {name} lies in {split!r}; expected it in a train, dev or test folder")
-        splits[split].append(_aeslc_example(f"{source}: {name}", text, PurePosixPath(name).name.split("_")[0]))
-    return data_file_from_splits(TASK, splits, source)
+        user = PurePosixPath(name).name.split("_")[0]
+        example = bad.take(source / name, None, lambda: _aeslc_example(raw, user), "file")
+        if example is not None:
+            splits[split].append(example)
+    return data_file_from_splits(TASK, splits, source, bad=bad)
 
 
-def _aeslc_files(source: Path) -> list[tuple[str, str]]:
-    """(name, text) of every .subject file, sorted by name, from the archive or the folder."""
+def _aeslc_files(source: Path) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every .subject file, sorted by name, from the archive or the folder."""
     if source.is_dir():
-        files = [(path.relative_to(source).as_posix(), path.read_bytes()) for path in source.rglob("*.subject")]
-    else:
-        files = list(_tar_members(source, ".subject"))
-    decoded = []
-    for name, raw in sorted(files):
-        try:
-            decoded.append((name, raw.decode("utf-8")))
-        except UnicodeDecodeError as exc:
-            raise UserError(f"{source}: {name}: byte {exc.start} is not UTF-8; expected UTF-8 text") from None
-    return decoded
+        return sorted((path.relative_to(source).as_posix(), read_bytes(path))
+                      for path in source.rglob("*.subject") if path.is_file())
+    return sorted(_tar_members(source, ".subject"))
 
 
 def _tar_members(archive: Path, suffix: str) -> Iterator[tuple[str, bytes]]:
@@ -76,16 +78,22 @@ def _tar_members(archive: Path, suffix: str) -> Iterator[tuple[str, bytes]]:
             for member in tar:
                 if member.isfile() and member.name.endswith(suffix):
                     yield member.name, tar.extractfile(member).read()
-    except tarfile.TarError as exc:
-        raise UserError(f"{archive}: not a readable tar archive ({exc}); expected a .tar.gz or a folder") from None
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        # The class name only: tarfile's messages run over several lines.
+        raise UserError(f"{archive}: not a readable tar archive ({exc.__class__.__name__}); "
+                        "expected a .tar.gz or a folder") from None
 
 
-def _aeslc_example(where: str, text: str, user: str) -> Example:
+def _aeslc_example(raw: bytes, user: str) -> Example:
     """The body lies before the line "@subject"; the subject, then each "@annN" subject, after it."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRecord(f"byte {exc.start} (0x{raw[exc.start]:02x}) is not UTF-8; expected UTF-8 text") from None
     body, *tagged = _AESLC_MARKER.split(text)
     sections = dict(zip(tagged[0::2], (section.strip() for section in tagged[1::2])))
     if "subject" not in sections:
-        raise UserError(f"{where}: no '@subject' line; expected the email body, a line '@subject', then the subject")
+        raise BadRecord("no '@subject' line; expected the email body, a line '@subject', then the subject")
     annotations = sorted((int(tag[3:]), section) for tag, section in sections.items() if tag != "subject")
     subject = sections["subject"]
     return {"X": body.strip(), "Y": subject, "references": [subject] + [a for _, a in annotations], "source": user}
@@ -97,48 +105,47 @@ def _aeslc_example(where: str, text: str, user: str) -> Example:
 @register_reader("scitldr", TASK, "SciTLDR abstract -> TLDR: a folder of {train,dev,test}.jsonl, or one file")
 def read_scitldr(source: Path, options: ReaderOptions) -> DataFile:
     """X is the abstract's sentences joined by spaces; references are every TLDR (author's, then reviewers')."""
-    return _read_jsonl(source, "source", "target")
+    return _read_jsonl(source, "source", "target", options)
 
 
 @register_reader("seq2seq-jsonl", TASK, "JSONL with --source-column/--target-column keys (default source/target)")
 def read_seq2seq_jsonl(source: Path, options: ReaderOptions) -> DataFile:
     """A source that is a list of strings is joined by spaces; a target that is a list gives the references."""
-    return _read_jsonl(source, options.source_column or "source", options.target_column or "target")
+    return _read_jsonl(source, options.source_column or "source", options.target_column or "target", options)
 
 
-def _read_jsonl(source: Path, source_key: str, target_key: str) -> DataFile:
+def _read_jsonl(source: Path, source_key: str, target_key: str, options: ReaderOptions) -> DataFile:
     if source.is_file():
         files = [("train", source)]
     else:
         files = [(_split_of_file(path), path) for path in sorted(source.glob("*.jsonl*")) if path.is_file()]
     if not files:
         raise UserError(f"--source {source} holds no *.jsonl files")
+    bad = BadRecords(options.bad_records, source)
     splits: dict[str, list[Example]] = {}
     for split, path in files:
-        lines = read_lines(path)
+        lines = ((number, line) for number, line in enumerate(read_lines(path), start=1) if line.strip())
         splits.setdefault(split, []).extend(
-            _jsonl_example(path, number, parse_json_line(path, number, line), source_key, target_key)
-            for number, line in enumerate(lines, start=1)
-            if line.strip()
-        )
-    return data_file_from_splits(TASK, splits, source)
+            bad.examples(path, lines, lambda line: _jsonl_example(parse_json_object(line), source_key, target_key),
+                         "line"))
+    return data_file_from_splits(TASK, splits, source, bad=bad)
 
 
-def _jsonl_example(path: Path, line_number: int, record: dict[str, Any], source_key: str, target_key: str) -> Example:
-    where = f"{path} line {line_number}"
+def _jsonl_example(record: dict[str, Any], source_key: str, target_key: str) -> Example:
     for key in (source_key, target_key):
         if key not in record:
-            raise UserError(f"{where}: no key {key!r} (found {', '.join(sorted(record))}); "
-                            "name the keys with --source-column/--target-column")
-    text = _strings(where, source_key, record[source_key])
-    references = _strings(where, target_key, record[target_key])
+            found = ", ".join(sorted(record))[:200] or "no key"
+            raise BadRecord(f"no key {key!r} (found {found}); expected the keys named by "
+                            "--source-column/--target-column")
+    text = _strings(source_key, record[source_key])
+    references = _strings(target_key, record[target_key])
     return {"X": " ".join(text), "Y": references[0], "references": references}
 
 
-def _strings(where: str, key: str, value: Any) -> list[str]:
+def _strings(key: str, value: Any) -> list[str]:
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-        raise UserError(f"{where}: {key!r} is {str(value)[:80]!r}; expected a string or a non-empty list of strings")
+        raise BadRecord(f"{key!r} is {str(value)[:80]!r}; expected a string or a non-empty list of strings")
     return values
 
 
@@ -148,10 +155,11 @@ def _strings(where: str, key: str, value: Any) -> list[str]:
 @register_reader("gigaword", TASK, "line-aligned *.article*.txt / *.title*.txt pairs (Gigaword, Rush et al.)")
 def read_gigaword(source: Path, options: ReaderOptions) -> DataFile:
     """Line i of X.article.txt is the source of the headline on line i of X.title.txt."""
+    bad = BadRecords(options.bad_records, source)
     splits: dict[str, list[Example]] = {}
     for split, article, title in _gigaword_pairs(source):
-        splits.setdefault(split, []).extend(_aligned_pairs(article, title))
-    return data_file_from_splits(TASK, splits, source)
+        splits.setdefault(split, []).extend(_aligned_pairs(article, title, bad))
+    return data_file_from_splits(TASK, splits, source, bad=bad)
 
 
 def _gigaword_pairs(source: Path) -> list[tuple[str, Path, Path]]:
@@ -169,9 +177,11 @@ def _gigaword_pairs(source: Path) -> list[tuple[str, Path, Path]]:
     return pairs
 
 
-def _aligned_pairs(article: Path, title: Path) -> list[Example]:
+def _aligned_pairs(article: Path, title: Path, bad: BadRecords) -> list[Example]:
+    """Line i of each file; a bad pair is reported at the article file's line."""
     sources, targets = read_lines(article), read_lines(title)
     if len(sources) != len(targets):
         raise UserError(f"{article} has {len(sources)} lines but {title} has {len(targets)}; "
                         "expected line-aligned files, one pair per line")
-    return [{"X": text, "Y": target, "references": [target]} for text, target in zip(sources, targets)]
+    pairs = enumerate(zip(sources, targets), start=1)
+    return bad.examples(article, pairs, lambda pair: {"X": pair[0], "Y": pair[1], "references": [pair[1]]}, "line pair")
