@@ -88,7 +88,7 @@ def export_inputs(unit: Unit, data: Path, part: Path) -> Path:
     unsupported = set(features.arrays) - {"input_ids", "attention_mask", "token_type_ids", "labels"}
     if unsupported or features.host_arrays:
         raise SystemExit(f"{unit.name}: the Flower side supports text classification only (found {sorted(unsupported)})")
-    clients = read_clients(config.partition, config.method, datafile, config.data)
+    clients = read_clients(config.partition, config.method, datafile.n_examples, config.data)
     sizes = clients.sizes
 
     rows_of_client = [features.rows_of(train) for train in clients.train]

@@ -241,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except UserError as exc:
-        print(f"fednlp: error: {exc}", file=sys.stderr, flush=True)
+        from fednlp.data.readers.layout import one_line
+
+        print(f"fednlp: error: {one_line(str(exc))}", file=sys.stderr, flush=True)
         return _end_job(exc.exit_code)
     except RunInterrupted as exc:
         if _rank() == 0:

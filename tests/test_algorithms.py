@@ -170,7 +170,7 @@ def test_fedprox_mu_zero_round_equals_fedavg_exactly(bbc, tmp_path: Path) -> Non
                          clients_per_round=3, local_steps=3, batch_size=8, lr=0.05, optimizer="sgd",
                          max_seq_length=32, eval_max_examples=16, out=str(tmp_path / "run"), seed=1, mu=0.0)
     session = open_session(config, LocalCommunicator(), "x")
-    clients = read_clients(config.partition, config.method, session.data, config.data)
+    clients = read_clients(config.partition, config.method, session.data.n_examples, config.data)
     federation = Federation(session, FedAvg(config), clients)
     start = federation.global_flat.clone()
     results = {}

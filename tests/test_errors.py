@@ -55,8 +55,6 @@ class Case:
     bad_input: str
     argv: tuple[str, ...]
     expected: tuple[str, ...]
-    #: Why the command is known to leave output behind (a fix outside the readers is pending), or None.
-    leaves_output: str | None = None
     marks: tuple = field(default=())
 
 
@@ -71,8 +69,6 @@ def train(*changes: str) -> tuple[str, ...]:
     return tuple(argv)
 
 
-CONFIG_FIRST = "runtime.py opens the run (writes config.yaml) before it checks the partition against the data"
-STATS_RANGE = "data_partition/stats.py indexes labels with the partition's indices unchecked (IndexError)"
 
 CASES = [
     # ------------------------------------------------------------------ missing or unreadable files
@@ -95,7 +91,7 @@ CASES = [
     Case("partition_data_not_hdf5", "data file that is not HDF5", ("partition", "--data", "{text}", "--out",
          "{out}", "--method", "uniform", "--clients", "2"), ("data file", "is not a readable HDF5 file")),
     Case("train_partition_not_hdf5", "partition file that is not HDF5", train("--partition", "{text}"),
-         ("partition file", "is not a readable HDF5 file"), leaves_output=CONFIG_FIRST),
+         ("partition file", "is not a readable HDF5 file")),
     Case("partition_data_truncated", "truncated data file", ("partition", "--data", "{cut}", "--out", "{out}",
          "--method", "uniform", "--clients", "2"), ("data file", "is not a readable HDF5 file")),
     Case("train_data_truncated", "truncated data file", train("--data", "{cut}"),
@@ -110,21 +106,18 @@ CASES = [
          ("--task tagging needs sequence_tagging data", "holds text_classification data")),
     # ------------------------------------------------------------------ partitions
     Case("train_method_not_in_file", "partition method not in the file", train("--method", "uniform_clients=99"),
-         ("partition file", "has no partition 'uniform_clients=99'", f"it has: {METHOD}"), leaves_output=CONFIG_FIRST),
+         ("partition file", "has no partition 'uniform_clients=99'", f"it has: {METHOD}")),
     Case("stats_method_not_in_file", "partition method not in the file", ("partition-stats", "--data", "{data}",
          "--partition", "{part}", "--method", "uniform"), ("has no partition 'uniform'", f"it has: {METHOD}")),
     Case("train_indices_out_of_range", "partition made for a bigger data file", train("--data", "{small}"),
-         ("holds indices outside 0..19 of data file", "was it made from another data file?"),
-         leaves_output=CONFIG_FIRST),
+         ("holds indices outside 0..19 of data file", "was it made from another data file?")),
     Case("stats_indices_out_of_range", "partition made for a bigger data file", ("partition-stats", "--data",
-         "{small}", "--partition", "{part}"), ("outside", "of data file"),
-         marks=(pytest.mark.xfail(raises=IndexError, reason=STATS_RANGE),)),
+         "{small}", "--partition", "{part}"), ("outside", "of data file")),
     # ------------------------------------------------------------------ impossible numbers
     Case("train_clients_per_round_0", "clients per round 0", train("--clients-per-round", "0"),
          ("--clients-per-round must be positive, got 0",)),
     Case("train_clients_per_round_above_clients", "clients per round above the client count",
-         train("--clients-per-round", "13"), ("--clients-per-round 13 exceeds the 12 clients",),
-         leaves_output=CONFIG_FIRST),
+         train("--clients-per-round", "13"), ("--clients-per-round 13 exceeds the 12 clients",)),
     Case("train_negative_lr", "negative learning rate", train("--lr", "-0.1"), ("--lr must be positive, got -0.1",)),
     Case("train_negative_server_lr", "negative server learning rate", train("--algorithm", "fedadam",
          "--server-lr", "-1"), ("--server-lr must be positive, got -1",)),
@@ -253,8 +246,6 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case: Case, paths: dict[str,
         assert words in err, (words, err)
     assert sorted(p.name for p in paths["run"].iterdir()) == run_before
     assert (paths["run"] / "result.json").read_text() == "{}"
-    if case.leaves_output and out.exists():
-        pytest.xfail(f"leaves {sorted(p.name for p in out.iterdir())} in --out: {case.leaves_output}")
     assert list(tmp_path.iterdir()) == []  # no output file, no temporary beside it
 
 
@@ -329,14 +320,8 @@ def write_table() -> None:
             every = {**paths, "out": out}
             err = io.StringIO()
             with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-                try:
-                    code = str(main(fill(case.argv, every)))
-                except Exception as exc:  # a known open case: say so rather than hide it
-                    code = f"traceback ({exc.__class__.__name__}): open, see the test's xfail reason"
+                code = str(main(fill(case.argv, every)))
             message = err.getvalue().strip().removeprefix("fednlp: error: ")
-            if case.leaves_output and out.exists():
-                left = ", ".join(sorted(p.name for p in out.iterdir()))
-                code += f"; leaves {left} in --out (open: {case.leaves_output})"
             if "{locked}" in case.argv and os.geteuid() == 0:
                 message = "{locked}: cannot read it (Permission denied); expected a readable file"
                 code = "2 (expected; not run: root reads a mode-000 file)"

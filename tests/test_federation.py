@@ -67,7 +67,7 @@ def test_fedavg_round_equals_the_explicit_weighted_average(bbc, tmp_path: Path) 
     """One round with every client: the new global model is sum(n_k * w_k) / sum(n_k) of the local models."""
     config = _config(bbc, tmp_path, rounds=1, clients_per_round=12)
     session = open_session(config, LocalCommunicator(), "x")
-    clients = read_clients(config.partition, config.method, session.data, config.data)
+    clients = read_clients(config.partition, config.method, session.data.n_examples, config.data)
     federation = Federation(session, FedAvg(config), clients)
     start = federation.global_flat.clone()
 
@@ -174,7 +174,7 @@ def test_sparse_embedding_updates_equal_dense_updates(bbc, tmp_path: Path) -> No
     results = []
     for sparse in (True, False):
         session = open_session(config, LocalCommunicator(), "x")
-        clients = read_clients(config.partition, config.method, session.data, config.data)
+        clients = read_clients(config.partition, config.method, session.data.n_examples, config.data)
         federation = Federation(session, FedAvg(config), clients)
         assert federation.sparse  # SGD without weight decay, FedAvg, untied embeddings
         if not sparse:
@@ -188,5 +188,5 @@ def test_sparse_embedding_updates_equal_dense_updates(bbc, tmp_path: Path) -> No
 
 def test_sparse_path_is_off_where_it_would_not_be_exact(bbc, tmp_path: Path) -> None:
     session = open_session(_config(bbc, tmp_path, weight_decay=0.01), LocalCommunicator(), "x")
-    clients = read_clients(str(bbc[1]), METHOD, session.data, str(bbc[0]))
+    clients = read_clients(str(bbc[1]), METHOD, session.data.n_examples, str(bbc[0]))
     assert not Federation(session, FedAvg(session.config), clients).sparse  # weight decay moves every row

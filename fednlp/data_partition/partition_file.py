@@ -90,6 +90,16 @@ def read_partition(path: str | os.PathLike, name: str) -> StoredPartition:
     return StoredPartition(name, n_clients, train, test, values)
 
 
+def check_fits_data(stored: StoredPartition, n_examples: int, partition_path: str | os.PathLike,
+                    data_path: str | os.PathLike) -> None:
+    """Refuse a partition whose indices fall outside the data file (made from another, bigger one)."""
+    for client, indices in enumerate([*stored.train, *stored.test]):
+        if len(indices) and (int(np.min(indices)) < 0 or int(np.max(indices)) >= n_examples):
+            client %= stored.n_clients
+            raise UserError(f"partition file {partition_path}: client {client} of {stored.name!r} holds indices "
+                            f"outside 0..{n_examples - 1} of data file {data_path}; was it made from another data file?")
+
+
 def read_cluster_assignment(path: str | os.PathLike, n_clusters: int) -> tuple[np.ndarray, dict[str, Any]] | None:
     """The stored k-means assignment for K clusters and its attributes, or None."""
     if not Path(path).exists():

@@ -17,6 +17,7 @@ import numpy as np
 from fednlp.data.datafile import DataFile, read_data_file
 from fednlp.data_partition.labels import PartitionLabels, cluster_labels, has_labels, task_labels
 from fednlp.data_partition.partition_file import (
+    check_fits_data,
     StoredPartition,
     group_names,
     read_cluster_assignment,
@@ -61,6 +62,7 @@ def partition_stats(
     data: DataFile, partition_path: str | os.PathLike, data_path: str | os.PathLike, name: str
 ) -> PartitionStats:
     stored = read_partition(partition_path, name)
+    check_fits_data(stored, data.n_examples, partition_path, data_path)
     labels = _labels_for(data, data_path, partition_path, stored)
     counts = client_label_counts(stored.train, labels.ids, labels.n_labels) if labels else None
     sizes = np.array([len(c) for c in stored.train])

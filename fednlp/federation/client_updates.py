@@ -25,6 +25,10 @@ class DenseClientUpdates:
         self.flat = flat
         self.global_flat = global_flat
 
+    def begin_round(self) -> None:
+        """The model holds the global weights, whoever changed them since (server step, resume, a test)."""
+        self.flat.flat.copy_(self.global_flat)
+
     def load_global(self) -> None:
         self.flat.flat.copy_(self.global_flat)
 
@@ -68,6 +72,10 @@ class SparseEmbeddingClientUpdates(DenseClientUpdates):
         delta = self._rows(self.flat.flat)[rows] - self._rows(self.global_flat)[rows]
         self._rows(updates).index_add_(0, rows, delta, alpha=weight)
         self.dirty = rows
+
+    def begin_round(self) -> None:
+        super().begin_round()
+        self.dirty = None
 
     def end_round(self) -> None:
         super().end_round()

@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fednlp.data.datafile import DataFile
-from fednlp.data_partition.partition_file import read_partition
-from fednlp.errors import UserError
+from fednlp.data_partition.partition_file import check_fits_data, read_partition
 
 
 @dataclass(frozen=True)
@@ -26,12 +24,8 @@ class ClientData:
         return np.array([len(t) for t in self.train], dtype=np.int64)
 
 
-def read_clients(partition_path: str, method: str, data: DataFile, data_path: str) -> ClientData:
+def read_clients(partition_path: str, method: str, n_examples: int, data_path: str) -> ClientData:
+    """Checked against the data file's size only (cheap), so a bad partition fails before any heavy work."""
     stored = read_partition(partition_path, method)
-    train = [np.asarray(indices, dtype=np.int64) for indices in stored.train]
-    n_examples = data.n_examples
-    for client, indices in enumerate(train):
-        if len(indices) and (indices.min() < 0 or indices.max() >= n_examples):
-            raise UserError(f"partition file {partition_path}: client {client} of {method!r} holds indices outside "
-                            f"0..{n_examples - 1} of data file {data_path}; was it made from another data file?")
-    return ClientData(train=train)
+    check_fits_data(stored, n_examples, partition_path, data_path)
+    return ClientData(train=[np.asarray(indices, dtype=np.int64) for indices in stored.train])

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from fednlp.algorithms.registry import get_algorithm
 from fednlp.algorithms.samplers import Sampler, get_sampler
 from fednlp.config import TrainConfig
+from fednlp.data.datafile import read_attributes
 from fednlp.data.feature_cache import file_sha256
 from fednlp.errors import RunInterrupted, UserError
 from fednlp.federation.checkpoint import Checkpoint, load_latest_checkpoint, save_checkpoint
@@ -54,11 +55,12 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
     # Bad names and options fail here, before any heavy work.
     algorithm = get_algorithm(config.algorithm)(config)
     sampler = get_sampler(config.sampler)()
-    session = open_session(config, comm, default_run_name(config), resume=resume)
-    clients = read_clients(config.partition, config.method, session.data, config.data)
+    clients = read_clients(config.partition, config.method, len(read_attributes(config.data)["index_list"]),
+                           config.data)
     if config.clients_per_round > clients.n_clients:
         raise UserError(f"--clients-per-round {config.clients_per_round} exceeds the {clients.n_clients} clients "
                         f"of {config.method!r}")
+    session = open_session(config, comm, default_run_name(config), resume=resume)
     federation = Federation(session, algorithm, clients, sampler)
     start_round, history = federation.restore() if resume else (0, [])
     with stop_on_signals() as stop:
@@ -174,6 +176,7 @@ class Federation:
         # A client without rows or weight would add nothing: every rank skips it, so all agree on `active`.
         active = {c for c, w in weight_of.items() if w != 0 and len(self.client_rows(c)) > 0}
         mine = assign_to_ranks(cohort, self.client_sizes, session.comm.world_size)[session.comm.rank]
+        self.client_updates.begin_round()
         self.accumulator.zero_()
         updates, stop_votes = self.accumulator[:-1], self.accumulator[-1:]
         for client in mine:
