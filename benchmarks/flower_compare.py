@@ -76,6 +76,7 @@ def export_inputs(unit: Unit, data: Path, part: Path) -> Path:
     from fednlp.federation.clients import read_clients
     from fednlp.federation.cohort import round_rng
     from fednlp.federation.local_training import batch_plan
+    from fednlp.federation.session import evaluation_examples
     from fednlp.tasks.models import load_tokenizer
     from fednlp.tasks.registry import resolve_task
 
@@ -125,10 +126,7 @@ def export_inputs(unit: Unit, data: Path, part: Path) -> Path:
     batch_offsets = np.zeros(len(positions) + 1, dtype=np.int64)
     batch_offsets[1:] = np.cumsum([len(p) for p in positions])
 
-    test_examples = np.asarray(datafile.test_index_list, dtype=np.int64)
-    if config.eval_max_examples is not None:
-        test_examples = test_examples[: config.eval_max_examples]
-    test_rows = features.rows_of(test_examples)
+    test_rows = features.rows_of(evaluation_examples(datafile, config))
 
     torch.manual_seed(config.seed)  # as open_session: the same initial model
     model = task.build_model(config.model)

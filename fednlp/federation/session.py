@@ -75,11 +75,7 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
     if config.freeze_layers is not None:
         freeze_layers(model, config.freeze_layers)
     model = model.to(device)
-    test_examples = np.asarray(data.test_index_list, dtype=np.int64)
-    if config.eval_max_examples is not None and config.eval_max_examples < len(test_examples):
-        # A seeded random subset, not the first N: test splits are often sorted by label.
-        rng = np.random.default_rng([config.seed, 3])
-        test_examples = np.sort(rng.choice(test_examples, size=config.eval_max_examples, replace=False))
+    test_examples = evaluation_examples(data, config)
     writer = None
     if comm.rank == 0:
         writer = RunWriter(run_dir)
@@ -89,6 +85,16 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
         writer.write_config(config_dict(config))
     return Session(config, comm, data, task, features, model, device, test_examples, PhaseTimer(), writer,
                    run_dir, started)
+
+
+def evaluation_examples(data: DataFile, config: RunConfig) -> np.ndarray:
+    """The test examples every evaluation uses: all, or a seeded random subset of --eval-max-examples
+    (not the first N: test splits are often sorted by label)."""
+    test_examples = np.asarray(data.test_index_list, dtype=np.int64)
+    if config.eval_max_examples is not None and config.eval_max_examples < len(test_examples):
+        rng = np.random.default_rng([config.seed, 3])
+        test_examples = np.sort(rng.choice(test_examples, size=config.eval_max_examples, replace=False))
+    return test_examples
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
