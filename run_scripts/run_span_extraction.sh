@@ -1,25 +1,8 @@
 #!/usr/bin/env bash
-# Federated extractive question answering over MPI, in the spirit of FedNLP's run scripts.
+# Federated extractive QA over MPI, in the spirit of FedNLP's run scripts.
 #
 #   run_scripts/run_span_extraction.sh ALGORITHM PARTITION_METHOD CLIENT_LR SERVER_LR ROUNDS RANKS [flags...]
 #   e.g. run_scripts/run_span_extraction.sh fedavg natural_clients=48_field=source 5e-5 1.0 50 2
 #
-# CONFIG (default configs/squad.yaml; or mrqa.yaml, subjqa.yaml) gives everything else; extra flags override it.
-# OMP_NUM_THREADS (default: cores / ranks) sets torch's threads per rank.
-set -euo pipefail
-if [ "$#" -lt 6 ]; then
-  sed -n '2,9p' "$0" >&2
-  exit 2
-fi
-cd "$(dirname "$0")/.."
-algorithm=$1 method=$2 client_lr=$3 server_lr=$4 rounds=$5 ranks=$6
-shift 6
-config=${CONFIG:-configs/squad.yaml}
-threads=${OMP_NUM_THREADS:-$(( $(nproc) / ranks > 0 ? $(nproc) / ranks : 1 ))}
-fednlp=${FEDNLP:-$( [ -x .venv/bin/fednlp ] && echo .venv/bin/fednlp || echo fednlp )}
-root_flags=()
-[ "$(id -u)" -eq 0 ] && root_flags=(--allow-run-as-root)
-exec mpirun -n "$ranks" "${root_flags[@]}" --oversubscribe --bind-to none -x OMP_NUM_THREADS="$threads" \
-  -x PATH -x HF_HUB_OFFLINE=1 \
-  "$fednlp" train --config "$config" --algorithm "$algorithm" --method "$method" --lr "$client_lr" \
-  --server-lr "$server_lr" --rounds "$rounds" "$@"
+# CONFIG (default configs/squad.yaml) gives everything else; extra flags override it.
+CONFIG=${CONFIG:-configs/squad.yaml} exec "$(dirname "$0")/federated_train.sh" "$@"
