@@ -190,3 +190,21 @@ def test_sparse_path_is_off_where_it_would_not_be_exact(bbc, tmp_path: Path) -> 
     session = open_session(_config(bbc, tmp_path, weight_decay=0.01), LocalCommunicator(), "x")
     clients = read_clients(str(bbc[1]), METHOD, session.data.n_examples, str(bbc[0]))
     assert not Federation(session, FedAvg(session.config), clients).sparse  # weight decay moves every row
+
+
+def test_frozen_layers_are_neither_trained_nor_communicated(bbc, tmp_path: Path) -> None:
+    config = _config(bbc, tmp_path, rounds=1, freeze_layers=1)
+    session = open_session(config, LocalCommunicator(), "x")
+    bert = session.model.bert
+    frozen = [*bert.embeddings.parameters(), *bert.encoder.layer[0].parameters()]
+    assert all(not p.requires_grad for p in frozen)
+    before = [p.detach().clone() for p in frozen]
+    clients = read_clients(config.partition, config.method, session.data.n_examples, config.data)
+    federation = Federation(session, FedAvg(config), clients)
+    trainable = sum(p.numel() for p in session.model.parameters() if p.requires_grad)
+    assert federation.flat.numel == trainable < sum(p.numel() for p in session.model.parameters())
+    start = federation.global_flat.clone()
+    federation.run_round(0)
+    assert all(torch.equal(p, b) for p, b in zip(frozen, before))
+    assert not torch.equal(federation.global_flat, start)
+    assert all(p.requires_grad for p in bert.encoder.layer[1].parameters())

@@ -125,13 +125,38 @@ def test_a_failing_rank_ends_the_whole_job_promptly(bbc, tmp_path, fault, expect
     assert not (tmp_path / "run" / "result.json").exists()
 
 
-def test_one_two_and_three_ranks_give_the_same_metrics(bbc, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def conll(tmp_path_factory, shared_data: Path) -> tuple[Path, Path]:
+    """300 train and 100 test sentences of CoNLL-2003, partitioned by entity type over 6 clients."""
+    from fednlp.cli import main
+    from fednlp.data.datafile import DataFile, read_data_file, write_data_file
+
+    root = tmp_path_factory.mktemp("conll")
+    assert main(["data", "prepare", "--dataset", "conll2003", "--source", str(shared_data / "conll2003"),
+                 "--out", str(root / "full.h5")]) == 0
+    full = read_data_file(root / "full.h5")
+    keep = full.train_index_list[:300] + full.test_index_list[:100]
+    small = DataFile("sequence_tagging", {k: [full.fields[k][i] for i in keep] for k in ("X", "Y")},
+                     list(range(300)), list(range(300, 400)), dict(full.label_vocab), {"dataset": "conll2003"})
+    write_data_file(small, root / "conll.h5")
+    assert main(["partition", "--data", str(root / "conll.h5"), "--out", str(root / "p.h5"), "--method",
+                 "niid_label", "--clients", "6", "--alpha", "1.0"]) == 0
+    return root / "conll.h5", root / "p.h5"
+
+
+@pytest.mark.parametrize("task, algorithm", [("classification", "fedyogi"), ("tagging", "fedavg")])
+def test_one_two_and_three_ranks_and_a_rerun_give_the_same_metrics(bbc, conll, tmp_path, task, algorithm) -> None:
+    pair, method = (bbc, METHOD) if task == "classification" else (conll, "niid_label_clients=6_alpha=1.0")
+    flags = {"rounds": 2, "algorithm": algorithm, "method": method, "task": task, "clients-per-round": 3,
+             "local-steps": 3, **({"server-lr": "0.01"} if algorithm == "fedyogi" else {})}
     metrics = {}
-    for ranks in (1, 2, 3):
-        out = tmp_path / f"r{ranks}"
-        done = _run(_train_args(bbc, out, rounds=2, algorithm="fedyogi", **{"server-lr": "0.01"}), ranks)
+    for name, ranks in (("r1", 1), ("rerun", 1), ("r2", 2), ("r3", 3)):
+        out = tmp_path / name
+        done = _run(_train_args(pair, out, **flags), ranks)
         assert done.returncode == 0, done.stderr[-2000:]
-        metrics[ranks] = _final(out)
-    for ranks in (2, 3):
-        assert metrics[ranks][0] == pytest.approx(metrics[1][0], abs=1e-5)
-        torch.testing.assert_close(metrics[ranks][1], metrics[1][1], rtol=0, atol=1e-5)
+        metrics[name] = _final(out)
+    assert metrics["rerun"][0] == metrics["r1"][0]
+    torch.testing.assert_close(metrics["rerun"][1], metrics["r1"][1], rtol=0, atol=0)
+    for name in ("r2", "r3"):
+        assert metrics[name][0] == pytest.approx(metrics["r1"][0], abs=1e-5)
+        torch.testing.assert_close(metrics[name][1], metrics["r1"][1], rtol=0, atol=1e-5)

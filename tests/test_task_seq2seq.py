@@ -177,3 +177,18 @@ def test_two_ranks_evaluate_exactly_like_one(scitldr: Path, few_words_model: Pat
     two = sharded_evaluation(config, tmp_path, 2)
     assert set(one) == {"rouge1", "rouge2", "rougeL"} and one["rouge1"] > 0
     assert two == one
+
+
+def test_freeze_layers_freezes_embeddings_and_the_first_encoder_blocks() -> None:
+    from fednlp.tasks.models import freeze_layers
+    from transformers import BertConfig, EncoderDecoderConfig, EncoderDecoderModel
+
+    from fednlp.tasks.models import TINY_BERT
+
+    model = EncoderDecoderModel(EncoderDecoderConfig.from_encoder_decoder_configs(
+        BertConfig(**TINY_BERT), BertConfig(**TINY_BERT, is_decoder=True, add_cross_attention=True)))
+    freeze_layers(model, 1)
+    assert not any(p.requires_grad for p in model.encoder.embeddings.parameters())
+    assert not any(p.requires_grad for p in model.encoder.encoder.layer[0].parameters())
+    assert all(p.requires_grad for p in model.encoder.encoder.layer[1].parameters())
+    assert any(p.requires_grad for p in model.decoder.parameters())
