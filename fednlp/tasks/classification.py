@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from fednlp.tasks.base import Features, Task, tokenize_in_chunks
-from fednlp.tasks.models import build_auto_model
+from fednlp.tasks.models import build_auto_model, label_head
 from fednlp.tasks.registry import register_task
 
 
@@ -41,14 +41,7 @@ class TextClassification(Task):
     def build_model(self, model_name: str) -> torch.nn.Module:
         from transformers import AutoModelForSequenceClassification
 
-        vocab = self.data.label_vocab
-        return build_auto_model(
-            AutoModelForSequenceClassification,
-            model_name,
-            num_labels=len(vocab),
-            id2label={i: label for label, i in vocab.items()},
-            label2id=dict(vocab),
-        )
+        return build_auto_model(AutoModelForSequenceClassification, model_name, **label_head(self.data.label_vocab))
 
     def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: np.ndarray) -> list[Any]:
         inputs = {k: v for k, v in batch.items() if k != "labels"}

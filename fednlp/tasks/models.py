@@ -66,6 +66,12 @@ def model_config(model_name: str, **overrides: Any) -> Any:
         raise UserError(_unknown_model(model_name, exc)) from None
 
 
+def label_head(label_vocab: dict[str, int]) -> dict[str, Any]:
+    """Config overrides for a head over `label_vocab` (names kept, so a saved model reads its labels)."""
+    return {"num_labels": len(label_vocab), "id2label": {i: label for label, i in label_vocab.items()},
+            "label2id": dict(label_vocab)}
+
+
 def build_auto_model(auto_class: Any, model_name: str, **config_overrides: Any) -> Any:
     """`auto_class` (e.g. AutoModelForSequenceClassification) with pretrained weights where there are some."""
     quiet_transformers()

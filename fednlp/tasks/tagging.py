@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from fednlp.tasks.base import Features, Task
-from fednlp.tasks.models import build_auto_model
+from fednlp.tasks.models import build_auto_model, label_head
 from fednlp.tasks.registry import register_task
 
 IGNORE = -100  # the label id torch's cross-entropy skips
@@ -89,14 +89,7 @@ class SequenceTagging(Task):
     def build_model(self, model_name: str) -> torch.nn.Module:
         from transformers import AutoModelForTokenClassification
 
-        vocab = self.data.label_vocab
-        return build_auto_model(
-            AutoModelForTokenClassification,
-            model_name,
-            num_labels=len(vocab),
-            id2label={i: label for label, i in vocab.items()},
-            label2id=dict(vocab),
-        )
+        return build_auto_model(AutoModelForTokenClassification, model_name, **label_head(self.data.label_vocab))
 
     def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: np.ndarray) -> list[Any]:
         """Per row, the predicted label ids of its labelled positions: one per word of the window, in order."""
