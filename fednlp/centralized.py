@@ -13,12 +13,11 @@ from fednlp.config import CentralizedConfig
 from fednlp.errors import UserError
 from fednlp.federation.communicator import LocalCommunicator, make_communicator
 from fednlp.federation.local_training import LocalTrainer, batch_plan
-from fednlp.federation.session import base_result, finish, open_session
+from fednlp.federation.session import base_result, finish, open_session, path_stem
 
 
 def default_run_name(config: CentralizedConfig) -> str:
-    stem = lambda p: str(p).rstrip("/").split("/")[-1].removesuffix(".h5")  # noqa: E731
-    return f"{stem(config.data)}-centralized-{stem(config.model)}-seed{config.seed}"
+    return f"{path_stem(config.data)}-centralized-{path_stem(config.model)}-seed{config.seed}"
 
 
 def train_centralized(config: CentralizedConfig) -> dict[str, Any]:

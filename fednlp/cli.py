@@ -13,13 +13,6 @@ from typing import Callable
 from fednlp.errors import RunInterrupted, UserError
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="prepare data files")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")

