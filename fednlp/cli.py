@@ -31,6 +31,10 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tag-column", type=int, default=-1, help="tag column index (conll), default -1 (last)")
     p.add_argument("--source-column", help="seq2seq source column (jsonl/hf), or per-example group column")
     p.add_argument("--target-column", help="seq2seq target column (jsonl/hf)")
+    p.add_argument("--user-column", help="who wrote each example, stored as field user (csv/tsv/jsonl/hf)")
+    p.add_argument("--time-column", help="when, as a number, stored as field order (csv/tsv/jsonl/hf)")
+    p.add_argument("--group-column", help="protected group for group fairness, stored as field group "
+                   "(csv/tsv/jsonl/hf)")
     p.add_argument("--task", help="task type for hf: datasets: text_classification, sequence_tagging, "
                    "span_extraction or seq2seq")
     p.add_argument("--test-fraction", type=float, help="make a seeded test split of this fraction")
@@ -158,6 +162,7 @@ def _rank() -> int:
 def cmd_data_prepare(args: argparse.Namespace) -> None:
     from fednlp.data.prepare import prepare
     from fednlp.data.readers import ReaderOptions
+    from fednlp.locks import locked_output
 
     options = ReaderOptions(
         text_column=args.text_column,
@@ -170,8 +175,12 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
         test_fraction=args.test_fraction,
         seed=args.seed,
         bad_records=args.bad_records,
+        user_column=args.user_column,
+        time_column=args.time_column,
+        group_column=args.group_column,
     )
-    data = prepare(args.dataset, args.source, args.out, options, name=args.name)
+    with locked_output(args.out, f"--out {args.out}"):  # a second prepare of the same file is refused
+        data = prepare(args.dataset, args.source, args.out, options, name=args.name)
     print(
         f"wrote {args.out}: {data.task_type}, {data.n_examples} examples "
         f"({len(data.train_index_list)} train, {len(data.test_index_list)} test), {data.num_labels} labels"
@@ -192,6 +201,7 @@ def cmd_data_list(args: argparse.Namespace) -> None:
 
 def cmd_partition(args: argparse.Namespace) -> None:
     from fednlp.data_partition import PartitionParams, add_partition
+    from fednlp.locks import locked_output
 
     params = PartitionParams(
         method=args.method,
@@ -203,7 +213,8 @@ def cmd_partition(args: argparse.Namespace) -> None:
         field=args.field,
         seed=args.seed,
     )
-    group = add_partition(args.data, args.out, params)
+    with locked_output(args.out, f"--out {args.out}"):  # two commands adding groups would lose one
+        group = add_partition(args.data, args.out, params)
     print(f"wrote group {group} to {args.out}")
 
 
@@ -211,6 +222,31 @@ def cmd_partition_stats(args: argparse.Namespace) -> None:
     from fednlp.data_partition.stats import partition_stats_report
 
     print(partition_stats_report(args.data, args.partition, args.method, args.plot))
+
+
+def _add_fairness_command(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser(
+        "fairness",
+        help="counterfactual and group fairness of a run's saved text classifier",
+        description="Rewrite every test text holding a protected term with its counterpart (built-in binary gender "
+        "pairs, or --pairs) and report prediction flips, probability change and accuracy on original vs rewritten "
+        "texts, per label; per-group accuracy and equal opportunity where the data file has a group field. "
+        "Writes RUN_DIR/fairness.json and the fairness block of RUN_DIR/result.json.",
+    )
+    f.add_argument("run_dir", metavar="RUN_DIR", help="a finished run's directory, holding model/ and config.yaml")
+    f.add_argument("--data", required=True, help="text classification data file (.h5) whose test split is evaluated")
+    f.add_argument("--pairs", help="two-column file of word pairs (tab, comma or space) instead of the built-in "
+                   "gender pairs; each pair is swapped in both directions")
+    f.add_argument("--out", help="write the report JSON here (default RUN_DIR/fairness.json)")
+    f.set_defaults(func=cmd_fairness)
+
+
+def cmd_fairness(args: argparse.Namespace) -> None:
+    from fednlp.fairness.report import fairness_report, format_report, write_report
+
+    report = fairness_report(args.run_dir, args.data, args.pairs)
+    print(format_report(report))
+    print(f"wrote {write_report(args.run_dir, report, args.out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,6 +263,7 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data_commands,
     _add_partition_commands,
     _add_training_commands,
+    _add_fairness_command,
 ]
 
 

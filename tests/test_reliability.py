@@ -160,3 +160,104 @@ def test_one_two_and_three_ranks_and_a_rerun_give_the_same_metrics(bbc, conll, t
     for name in ("r2", "r3"):
         assert metrics[name][0] == pytest.approx(metrics["r1"][0], abs=1e-5)
         torch.testing.assert_close(metrics[name][1], metrics["r1"][1], rtol=0, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ exclusive outputs (fednlp/locks.py)
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from fednlp.locks import acquire
+acquire(Path(sys.argv[1]), "test")
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def _hold_lock(lock_path: Path) -> subprocess.Popen:
+    """Another process holding `lock_path` (as a concurrent fednlp command would) until killed."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock_path)], stdout=subprocess.PIPE, text=True,
+                            env=_env())
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def _one_error_line(err: str) -> str:
+    assert err.count("\n") == 1 and err.startswith("fednlp: error: ") and "Traceback" not in err, err
+    return err
+
+
+def test_a_second_run_on_a_running_runs_directory_is_refused_and_a_killed_one_resumes(bbc, tmp_path) -> None:
+    import socket
+
+    out = tmp_path / "run"
+    args = _train_args(bbc, out, rounds=40, **{"eval-every": 40})
+    proc = subprocess.Popen([FEDNLP, "train", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=_env())
+    marker = out / "checkpoints" / "round-000001.sha256"
+    deadline = time.monotonic() + 240
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists(), "the first run never wrote its first checkpoint"
+    config_before = (out / "config.yaml").read_text()
+    second = _run(_train_args(bbc, out, lr=0.01))
+    assert second.returncode == 2
+    err = _one_error_line(second.stderr)
+    assert f"--out {out} is in use by another fednlp command (pid {proc.pid} on host {socket.gethostname()})" in err
+    assert (out / "config.yaml").read_text() == config_before  # the second run wrote nothing there
+    proc.kill()  # kill -9: the lock file stays, naming a dead pid, but the kernel has dropped the lock
+    proc.wait()
+    assert (out / ".fednlp.lock").read_text().startswith(f"pid {proc.pid} ")
+    newest = int(sorted((out / "checkpoints").glob("round-*.sha256"))[-1].stem.split("-")[1])
+    done = _run(["--resume", str(out), "--rounds", str(newest + 1)])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((out / "result.json").read_text())["rounds"] == newest + 1
+    assert not (out / ".fednlp.lock").exists()  # a finished run releases its directory
+
+
+@pytest.mark.parametrize("command", ["partition", "prepare"])
+def test_a_locked_output_file_is_refused_and_freed_when_its_holder_dies(bbc, tmp_path, command, capsys) -> None:
+    from fednlp.cli import main
+
+    out = tmp_path / "out.h5"
+    argv = (["partition", "--data", str(bbc[0]), "--out", str(out), "--method", "uniform", "--clients", "3"]
+            if command == "partition" else
+            ["data", "prepare", "--dataset", "csv", "--text-column", "text", "--label-column", "label", "--source",
+             str(_small_csv(tmp_path.parent / f"{tmp_path.name}.csv")), "--test-fraction", "0.5", "--out", str(out)])
+    holder = _hold_lock(tmp_path / ".out.h5.lock")
+    try:
+        assert main(argv) == 2
+        err = _one_error_line(capsys.readouterr().err)
+        assert f"--out {out} is in use by another fednlp command (pid {holder.pid} on host" in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".out.h5.lock"]  # the holder's file only
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(argv) == 0  # the dead holder's lock file does not block
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
+
+
+def _small_csv(path: Path) -> Path:
+    path.write_text("text,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(20)))
+    return path
+
+
+def test_concurrent_partition_commands_never_lose_a_group(bbc, tmp_path) -> None:
+    """Both start at once; each either adds its group or is refused with exit 2: never a lost group."""
+    from fednlp.data_partition.partition_file import group_names
+
+    out = tmp_path / "p.h5"
+    methods = {"uniform": [], "niid_label": ["--alpha", "0.5"], "niid_quantity": ["--beta", "5"]}
+    procs = {method: subprocess.Popen([FEDNLP, "partition", "--data", str(bbc[0]), "--out", str(out), "--method",
+                                       method, "--clients", "4", *extra], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=_env())
+             for method, extra in methods.items()}
+    finished = {method: (proc.wait(timeout=120), proc.stderr.read()) for method, proc in procs.items()}
+    groups = group_names(out)
+    for method, (code, err) in finished.items():
+        if code == 0:
+            assert any(g.startswith(f"{method}_clients=4") for g in groups), (method, groups)
+        else:
+            assert code == 2 and "is in use by another fednlp command (pid" in _one_error_line(err)
+    assert any(code == 0 for code, _ in finished.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.h5"]

@@ -18,9 +18,11 @@ from fednlp.config import RunConfig, config_dict
 from fednlp.data.datafile import DataFile, read_data_file
 from fednlp.data.feature_cache import file_sha256, load_or_build_features
 from fednlp.errors import UserError
+from fednlp.federation.cohort import Stream, run_rng
 from fednlp.federation.device import pick_device
 from fednlp.federation.evaluation import evaluate
 from fednlp.federation.local_training import PhaseTimer
+from fednlp.locks import lock_run_dir, release_run_dir
 from fednlp.results.run_files import RunWriter
 from fednlp.tasks.base import Features, Task
 from fednlp.tasks.models import freeze_layers, load_tokenizer
@@ -78,6 +80,7 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
     test_examples = evaluation_examples(data, config)
     writer = None
     if comm.rank == 0:
+        lock_run_dir(run_dir)  # held until finish(): a second run on this directory is refused (fednlp/locks.py)
         writer = RunWriter(run_dir)
         if not resume:
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -97,7 +100,7 @@ def evaluation_examples(data: DataFile, config: RunConfig) -> np.ndarray:
     (not the first N: test splits are often sorted by label)."""
     test_examples = np.asarray(data.test_index_list, dtype=np.int64)
     if config.eval_max_examples is not None and config.eval_max_examples < len(test_examples):
-        rng = np.random.default_rng([config.seed, 3])
+        rng = run_rng(config.seed, Stream.EVAL_SUBSET)
         test_examples = np.sort(rng.choice(test_examples, size=config.eval_max_examples, replace=False))
     return test_examples
 
@@ -140,6 +143,7 @@ def finish(session: Session, result: dict[str, Any], history: list[dict[str, Any
     )
     if session.writer is not None:
         session.writer.write_result(result)
+        release_run_dir(session.run_dir)
     return result
 
 
