@@ -1,0 +1,296 @@
+"""Group fairness of text classifiers: word-swap rewriting, the counterfactual report on a hand-set model whose
+answer is known, group metrics on hand-made predictions, and the command's bad inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fednlp.cli import main
+from fednlp.data.datafile import DataFile, write_data_file
+from fednlp.errors import UserError
+from fednlp.fairness.counterfactual import Rewriter, counterfactual_metrics, match_case
+from fednlp.fairness.group_metrics import (equal_opportunity_difference, gap, group_report, per_group_accuracy,
+                                           true_positive_rates)
+from fednlp.fairness.pairs import GENDER_PAIRS, gender_substitution, read_pairs_file
+from fednlp.fairness.report import fairness_report
+
+
+def rewrite(text: str) -> str:
+    return Rewriter(gender_substitution()).rewrite(text)[0]
+
+
+# ------------------------------------------------------------------------------------------------ rewriting
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("he is a doctor", "she is a doctor"),
+    ("She is a nurse", "He is a nurse"),
+    ("HE and SHE", "SHE and HE"),
+    ("The man and the women", "The woman and the men"),
+    ("Mr. Smith met Mrs. Jones", "Mrs. Smith met Mr. Jones"),
+    ("my father-in-law's son", "my mother-in-law's daughter"),
+    ("he's himself again", "she's herself again"),
+])
+def test_rewrite_swaps_whole_words_both_ways_preserving_case(text, expected):
+    assert rewrite(text) == expected
+    assert rewrite(expected) == text  # every pair works in both directions
+
+
+@pytest.mark.parametrize("text", ["theme", "Shell", "these heroics", "mankind", "she_said", "hex shed"])
+def test_rewrite_leaves_words_that_only_contain_a_term(text):
+    assert Rewriter(gender_substitution()).rewrite(text) == (text, 0)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("I told her that", "I told him that"),  # object pronoun: a function word follows
+    ("gave her a book", "gave him a book"),
+    ("talk to her.", "talk to him."),
+    ("Her book", "His book"),  # possessive determiner: a noun phrase follows
+    ("her own car", "his own car"),
+    ("his car", "her car"),
+    ("the car is his.", "the car is hers."),  # possessive pronoun
+    ("his and hers", "hers and his"),
+])
+def test_her_and_his_are_resolved_by_the_next_word(text, expected):
+    assert rewrite(text) == expected
+
+
+def test_match_case():
+    assert [match_case(w, "she") for w in ("he", "He", "HE", "hE")] == ["she", "She", "SHE", "she"]
+
+
+def test_built_in_list_is_a_few_dozen_pairs_with_one_counterpart_per_unambiguous_word():
+    substitution = gender_substitution()
+    assert len(GENDER_PAIRS) >= 30
+    for male, female in GENDER_PAIRS:
+        if male not in substitution.by_next_word:
+            assert substitution.counterparts[male] in {f for m, f in GENDER_PAIRS if m == male}
+        if female not in substitution.by_next_word:
+            assert substitution.counterparts[female] == male
+
+
+def test_custom_pairs_file_any_separator_both_directions(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("# religion terms\nchristian\tmuslim\n\nchurch, mosque\nBible  Quran\n", encoding="utf-8")
+    rewriter = Rewriter(read_pairs_file(path))
+    assert rewriter.rewrite("A Christian read the BIBLE in church") == ("A Muslim read the QURAN in mosque", 3)
+    assert rewriter.rewrite("the mosque of a muslim, he said") == ("the church of a christian, he said", 2)
+
+
+@pytest.mark.parametrize("content, found", [
+    ("he\tshe\tit\n", "expected two words"),
+    ("justone\n", "expected two words"),
+    ("he she\nhe it\n", "already has the counterpart"),
+    ("same Same\n", "paired with itself"),
+    ("# only a comment\n", "holds no word pairs"),
+])
+def test_malformed_pairs_file_is_one_error_naming_the_line(tmp_path, content, found):
+    path = tmp_path / "pairs.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UserError, match=found):
+        read_pairs_file(path)
+
+
+# ------------------------------------------------------------------------------------------- pure metrics
+
+
+def test_counterfactual_metrics_on_hand_made_probabilities():
+    labels = np.array([0, 1, 1])
+    original = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])
+    rewritten = np.array([[0.8, 0.2], [0.6, 0.4], [0.6, 0.4]])
+    stats = counterfactual_metrics(labels, original, rewritten)
+    assert stats["n_affected"] == 3
+    assert stats["flip_rate"] == pytest.approx(1 / 3)  # only the second flips (1 -> 0)
+    assert stats["mean_abs_prob_change"] == pytest.approx((0.1 + 0.3 + 0.0) / 3)  # of the first prediction's class
+    assert stats["accuracy_original"] == pytest.approx(2 / 3)
+    assert stats["accuracy_counterfactual"] == pytest.approx(1 / 3)
+    assert counterfactual_metrics(np.array([]), np.zeros((0, 2)), np.zeros((0, 2)))["flip_rate"] is None
+
+
+def test_group_metrics_on_hand_made_predictions():
+    labels = np.array([0, 0, 1, 1, 1, 0, 1])
+    predicted = np.array([0, 1, 1, 1, 0, 0, 0])
+    groups = np.array(["a", "a", "a", "b", "b", "b", "c"])
+    assert per_group_accuracy(labels, predicted, groups) == {"a": 2 / 3, "b": 2 / 3, "c": 0.0}
+    assert true_positive_rates(labels, predicted, groups, 1) == {"a": 1.0, "b": 0.5, "c": 0.0}
+    assert true_positive_rates(labels, predicted, groups, 0) == {"a": 0.5, "b": 1.0}  # c has no label 0
+    assert equal_opportunity_difference(labels, predicted, groups, ["neg", "pos"]) == {"neg": 0.5, "pos": 1.0}
+    report = group_report(labels, predicted, groups, ["neg", "pos"])
+    assert report["group_accuracy_gap"] == pytest.approx(2 / 3)
+    assert report["per_group_examples"] == {"a": 3, "b": 3, "c": 1}
+
+
+def test_gaps_need_two_groups():
+    assert gap({"a": 0.7}) is None
+    assert equal_opportunity_difference(np.array([1, 0]), np.array([1, 0]), np.array(["a", "b"]), ["n", "p"]) == \
+        {"n": None, "p": None}
+
+
+# ------------------------------------------------------------------------- a model with a known answer
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "he", "she", "his", "her", "mother", "father", "is", "a",
+         "doctor", "nurse", "said", "left", "the", "cat", "sat"]
+SCALE, BIAS_F = 1.0, 0.5  # classifier: logit_m - logit_f = 2 * SCALE * tanh(d) - BIAS_F
+
+
+def he_she_classifier(model_dir: Path) -> None:
+    """A 1-layer BERT set by hand that predicts 'm' when 'he' outnumbers 'she', 'f' when 'she' outnumbers 'he',
+    and 'f' otherwise: 'he' and 'she' embed on dimensions 0 and 1, uniform attention averages the tokens into
+    [CLS], and the pooler reads dimension 0 minus dimension 1. Saved with save_pretrained like a run's model."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(VOCAB)}, do_lower_case=True)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=4, num_hidden_layers=1, num_attention_heads=1,
+                        intermediate_size=4, max_position_embeddings=32, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, num_labels=2, id2label={0: "f", 1: "m"},
+                        label2id={"f": 0, "m": 1})
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.fill_(1.0 if "LayerNorm.weight" in name else 0.0)  # queries and keys 0: uniform attention
+        model.bert.embeddings.word_embeddings.weight[VOCAB.index("he"), 0] = 1.0
+        model.bert.embeddings.word_embeddings.weight[VOCAB.index("she"), 1] = 1.0
+        layer = model.bert.encoder.layer[0]
+        layer.attention.self.value.weight.copy_(torch.eye(4))
+        layer.attention.output.dense.weight.copy_(torch.eye(4))
+        model.bert.pooler.dense.weight[0, :2] = torch.tensor([1.0, -1.0])
+        model.classifier.weight[:, 0] = torch.tensor([-SCALE, SCALE])
+        model.classifier.bias[0] = BIAS_F
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def known_answer_probability_change() -> float:
+    """|p(original class)| change when 'he' and 'she' swap in a text holding one of them: the layer norm of
+    the 'he' embedding [1, 0, 0, 0] gives dimension 0 minus dimension 1 = 1 / std = 1 / sqrt(3/16)."""
+    pooled = math.tanh(1 / math.sqrt(3 / 16 + 1e-12))
+    he_margin, she_margin = 2 * SCALE * pooled - BIAS_F, -2 * SCALE * pooled - BIAS_F
+    return sigmoid(he_margin) - sigmoid(she_margin)  # p(m | he text) - p(m | she text)
+
+
+# (text, label, group); the first is training data, the rest the test split.
+EXAMPLES = [
+    ("he is a doctor too", "m", "a"),  # train: never evaluated
+    ("he is a doctor", "m", "a"),  # m, right -> she: f, wrong (flip)
+    ("She is a nurse", "f", "a"),  # f, right -> he: m, wrong (flip)
+    ("he said she left", "m", "b"),  # tie: f, wrong -> tie: f, wrong
+    ("his mother sat", "f", "b"),  # no he/she: f, right -> "her father sat": f, right
+    ("the cat sat", "f", "b"),  # unaffected: f, right
+    ("theme", "m", ""),  # unaffected ("he" inside a word): f, wrong; no group
+]
+
+
+@pytest.fixture
+def run_and_data(tmp_path) -> tuple[Path, Path]:
+    data = tmp_path / "toy.h5"
+    write_data_file(DataFile(task_type="text_classification",
+                             fields={"X": [t for t, _, _ in EXAMPLES], "Y": [y for _, y, _ in EXAMPLES],
+                                     "group": [g for _, _, g in EXAMPLES]},
+                             train_index_list=[0], test_index_list=list(range(1, len(EXAMPLES))),
+                             label_vocab={"f": 0, "m": 1}), data)
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    he_she_classifier(run / "model")
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": str(data), "max_seq_length": 16, "eval_batch_size": 2,
+                                                     "device": "cpu", "precision": "fp32", "rounds": 3}))
+    (run / "result.json").write_text(json.dumps({"metric": "accuracy", "value": 0.5}))
+    return run, data
+
+
+def test_counterfactual_report_matches_the_hand_computed_answer(run_and_data):
+    run, data = run_and_data
+    report = fairness_report(run, data)
+    change = known_answer_probability_change()
+    assert (report["n_test"], report["n_affected"]) == (6, 4)
+    assert report["flip_rate"] == pytest.approx(0.5)
+    assert report["mean_abs_prob_change"] == pytest.approx(2 * change / 4, rel=1e-5)
+    assert report["accuracy_original"] == pytest.approx(3 / 4)
+    assert report["accuracy_counterfactual"] == pytest.approx(1 / 4)
+    assert report["test_accuracy_original"] == pytest.approx(4 / 6)
+    assert report["test_accuracy_counterfactual"] == pytest.approx(2 / 6)
+    m, f = report["per_label"]["m"], report["per_label"]["f"]
+    assert (m["n_affected"], m["flip_rate"], m["accuracy_original"], m["accuracy_counterfactual"]) == (2, 0.5, 0.5, 0.0)
+    assert (f["n_affected"], f["flip_rate"], f["accuracy_original"], f["accuracy_counterfactual"]) == (2, 0.5, 1.0, 0.5)
+    assert m["mean_abs_prob_change"] == pytest.approx(change / 2, rel=1e-5)
+    # groups, on the original predictions; "theme" has no group and is left out
+    assert report["per_group_accuracy"] == {"a": 1.0, "b": pytest.approx(2 / 3)}
+    assert report["group_accuracy_gap"] == pytest.approx(1 / 3)
+    assert report["equal_opportunity_difference"] == {"f": 0.0, "m": 1.0}
+
+
+def test_cli_prints_the_table_and_writes_fairness_json_and_the_result_block(run_and_data, capsys):
+    run, data = run_and_data
+    assert main(["fairness", str(run), "--data", str(data)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 of 6 test examples" in printed and "equal opportunity" in printed
+    written = json.loads((run / "fairness.json").read_text())
+    result = json.loads((run / "result.json").read_text())
+    assert result["value"] == 0.5 and result["fairness"] == written
+    assert written["flip_rate"] == pytest.approx(0.5)
+
+
+def test_custom_pairs_through_the_cli(run_and_data, tmp_path):
+    run, data = run_and_data
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("doctor nurse\n", encoding="utf-8")
+    out = tmp_path / "report.json"
+    assert main(["fairness", str(run), "--data", str(data), "--pairs", str(pairs), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert (report["n_affected"], report["flip_rate"], report["pairs"]) == (2, 0.0, str(pairs))
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fednlp: error: ")
+    return err[0]
+
+
+def test_run_dir_without_model_is_one_line_exit_2(run_and_data, tmp_path, capsys):
+    _, data = run_and_data
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert main(["fairness", str(bare), "--data", str(data)]) == 2
+    assert "has no model/" in one_error_line(capsys)
+    assert main(["fairness", str(tmp_path / "missing"), "--data", str(data)]) == 2
+    assert "does not exist" in one_error_line(capsys)
+    assert not (bare / "fairness.json").exists()
+
+
+def test_missing_or_malformed_pairs_file_is_one_line_exit_2(run_and_data, tmp_path, capsys):
+    run, data = run_and_data
+    assert main(["fairness", str(run), "--data", str(data), "--pairs", str(tmp_path / "nope.tsv")]) == 2
+    assert "nope.tsv does not exist" in one_error_line(capsys)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("he\tshe\nthree words here\n", encoding="utf-8")
+    assert main(["fairness", str(run), "--data", str(data), "--pairs", str(bad)]) == 2
+    assert "bad.tsv:2" in one_error_line(capsys)
+    assert not (run / "fairness.json").exists() and "fairness" not in json.loads((run / "result.json").read_text())
+
+
+def test_data_that_is_not_text_classification_is_one_line_exit_2(run_and_data, tmp_path, capsys):
+    run, _ = run_and_data
+    seq2seq = tmp_path / "s2s.h5"
+    write_data_file(DataFile(task_type="seq2seq", fields={"X": ["he said"], "Y": ["she said"]},
+                             train_index_list=[], test_index_list=[0]), seq2seq)
+    assert main(["fairness", str(run), "--data", str(seq2seq)]) == 2
+    assert "text_classification" in one_error_line(capsys)
+
+
+def test_labels_of_another_data_file_are_refused(run_and_data, tmp_path, capsys):
+    run, _ = run_and_data
+    other = tmp_path / "other.h5"
+    write_data_file(DataFile(task_type="text_classification", fields={"X": ["he is", "she is"], "Y": ["neg", "pos"]},
+                             train_index_list=[], test_index_list=[0, 1], label_vocab={"neg": 0, "pos": 1}), other)
+    assert main(["fairness", str(run), "--data", str(other)]) == 2
+    assert "was the model trained on this data file" in one_error_line(capsys)
