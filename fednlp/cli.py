@@ -245,8 +245,9 @@ def cmd_fairness(args: argparse.Namespace) -> None:
     from fednlp.fairness.report import fairness_report, format_report, write_report
 
     report = fairness_report(args.run_dir, args.data, args.pairs)
+    written = write_report(args.run_dir, report, args.out)
     print(format_report(report))
-    print(f"wrote {write_report(args.run_dir, report, args.out)}")
+    print(f"wrote {written}")
 
 
 def build_parser() -> argparse.ArgumentParser:

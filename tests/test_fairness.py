@@ -294,3 +294,23 @@ def test_labels_of_another_data_file_are_refused(run_and_data, tmp_path, capsys)
                              train_index_list=[], test_index_list=[0, 1], label_vocab={"neg": 0, "pos": 1}), other)
     assert main(["fairness", str(run), "--data", str(other)]) == 2
     assert "was the model trained on this data file" in one_error_line(capsys)
+
+
+def test_run_dir_in_use_or_bad_result_json_writes_nothing(run_and_data, capsys):
+    import fcntl
+    import os
+
+    from fednlp.locks import RUN_LOCK_NAME
+
+    run, data = run_and_data
+    fd = os.open(run / RUN_LOCK_NAME, os.O_RDWR | os.O_CREAT)  # another command (a --resume) holds the run
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert main(["fairness", str(run), "--data", str(data)]) == 2
+        assert "in use by another fednlp command" in one_error_line(capsys)
+    finally:
+        os.close(fd)
+    (run / "result.json").write_text("{not json")
+    assert main(["fairness", str(run), "--data", str(data)]) == 2
+    assert "result.json is not valid JSON" in one_error_line(capsys)
+    assert not (run / "fairness.json").exists() and (run / "result.json").read_text() == "{not json"

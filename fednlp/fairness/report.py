@@ -22,6 +22,7 @@ from fednlp.fairness.group_metrics import group_report
 from fednlp.fairness.model_outputs import (check_labels, class_probabilities, load_run_model, read_run_config,
                                            saved_model_dir)
 from fednlp.fairness.pairs import load_substitution
+from fednlp.locks import RUN_LOCK_NAME, acquire
 from fednlp.results.run_files import atomic_write_text
 
 GROUP_FIELD = "group"
@@ -78,9 +79,17 @@ def fairness_report(run_dir: str | os.PathLike, data_path: str | os.PathLike,
 
 def write_report(run_dir: str | os.PathLike, report: dict[str, Any], out: str | os.PathLike | None = None) -> Path:
     """The report as JSON (default RUN_DIR/fairness.json) and as result.json's `fairness` block, if the run
-    has a result.json. result.json is parsed before anything is written, so a bad one leaves no file changed."""
+    has a result.json. result.json is parsed before anything is written, so a bad one leaves no file changed;
+    the run directory's lock is held meanwhile, so a run still writing there (a --resume) is not overwritten."""
     run_dir = Path(run_dir)
-    out = Path(out) if out else run_dir / "fairness.json"
+    lock = acquire(run_dir / RUN_LOCK_NAME, f"run directory {run_dir}")
+    try:
+        return _write_report(run_dir, report, Path(out) if out else run_dir / "fairness.json")
+    finally:
+        lock.release()
+
+
+def _write_report(run_dir: Path, report: dict[str, Any], out: Path) -> Path:
     result_path = run_dir / "result.json"
     result = None
     if result_path.is_file():
