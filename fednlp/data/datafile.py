@@ -15,7 +15,9 @@ Field names follow FedNLP so its code and ours read the same names:
                           reference answer), question_id (str)
     seq2seq               X: source text (str)      Y: target text (str), references (list of str,
                           every reference target, Y first)
-    any task              source (str): the example's natural group (domain, article) where known
+    any task              source (str): the example's natural group (domain, article) where known;
+                          user (str), order (float), group (str): author, time, protected group
+                          (readers/users.py)
 
 String fields are variable-length UTF-8 strings; list fields are variable-length strings each holding
 a JSON array, so one field stays one dataset whatever the element type.
@@ -122,6 +124,8 @@ def write_data_file(data: DataFile, path: str | os.PathLike) -> None:
                     encoded = [json.dumps(v, ensure_ascii=False) for v in values]
                     f.create_dataset(name, data=np.array(encoded, dtype=object), dtype=str_dtype)
                     f[name].attrs["encoding"] = "json"
+                elif values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                    f.create_dataset(name, data=np.asarray(values, dtype=np.float64))  # numbers, e.g. order
                 else:
                     f.create_dataset(name, data=np.array(values, dtype=object), dtype=str_dtype)
         os.replace(tmp, path)

@@ -30,6 +30,9 @@ class ReaderOptions:
     test_fraction: float | None = None
     seed: int = 0
     bad_records: str = "error"  # a malformed raw record: "error" refuses the file, "skip" drops it (layout.py)
+    user_column: str | None = None  # who wrote the example -> field `user` (users.py)
+    time_column: str | None = None  # when, as a number -> field `order`
+    group_column: str | None = None  # protected group for group fairness -> field `group`
 
 
 Reader = Callable[[Path, ReaderOptions], DataFile]

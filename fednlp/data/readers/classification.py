@@ -1,7 +1,10 @@
 """Text classification readers: 20 Newsgroups, SST-2, AG News, and generic CSV / TSV / JSONL files.
 
 Every example holds X (the text) and Y (the label name); the generic readers add `source` (the natural
-client group) when --source-column names it. Label vocabularies are sorted label names.
+client group) when --source-column names it, and `user`, `order`, `group` from --user-column, --time-column,
+--group-column (users.py). 20 Newsgroups adds `user` (the From: address) and `order` (the article number's
+rank within its newsgroup, scaled to [0, 1]: the archive has no Date header). Label vocabularies are sorted
+label names.
 
 Every reader returns the dataset's own splits (layout.py keeps a dev split aside). A single file, or a
 folder holding one split only, is a train pool with an empty test split: `fednlp data prepare
@@ -17,6 +20,7 @@ import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from email.parser import HeaderParser
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,6 +35,14 @@ from fednlp.data.readers.layout import (
     read_bytes,
     read_lines,
     read_text,
+)
+from fednlp.data.readers.users import (
+    USER_FIELDS,
+    normalised_address,
+    number_sort_key,
+    scaled_ranks,
+    user_columns,
+    user_fields_of,
 )
 from fednlp.errors import UserError
 
@@ -86,7 +98,8 @@ def file_names(files: dict[str, Path]) -> dict[str, str]:
 # ------------------------------------------------------------------------------------- generic tables
 
 #: field -> (what its value is, the option naming its column)
-_ROLES = {"X": ("text", "--text-column"), "Y": ("label", "--label-column"), "source": ("source", "--source-column")}
+_ROLES = {"X": ("text", "--text-column"), "Y": ("label", "--label-column"), "source": ("source", "--source-column"),
+          **USER_FIELDS}
 
 
 def csv_rows(path: Path, **dialect: Any) -> Iterator[tuple[int, list[str]]]:
@@ -129,8 +142,11 @@ def table_examples(path: Path, table: Table, columns: dict[str, str], bad: BadRe
         if column not in header:
             found = ", ".join(map(str, header)) or "none"
             raise UserError(f"{path}: no column {column!r} ({_ROLES[name][1]}); found columns: {found}")
-    return bad.examples(path, rows, lambda row: {name: _cell(row.get(column), name, column)
-                                                 for name, column in columns.items()}, "row")
+    texts = {name: column for name, column in columns.items() if name not in USER_FIELDS}
+    users = {name: column for name, column in columns.items() if name in USER_FIELDS}
+    return bad.examples(path, rows, lambda row: {**{name: _cell(row.get(column), name, column)
+                                                    for name, column in texts.items()},
+                                                 **user_fields_of(row, users)}, "row")
 
 
 def _cell(value: Any, name: str, column: str) -> str:
@@ -148,8 +164,9 @@ def _generic_columns(options: ReaderOptions, dataset: str) -> dict[str, str]:
     missing = [option for option, column in given.items() if not column]
     if missing:
         raise UserError(f"--dataset {dataset} needs {' and '.join(missing)}: the header names of the text and label")
-    columns = {"X": options.text_column, "Y": options.label_column}
-    return {**columns, "source": options.source_column} if options.source_column else columns
+    columns = {"X": options.text_column, "Y": options.label_column, "source": options.source_column,
+               **user_columns(options)}
+    return {name: column for name, column in columns.items() if column}
 
 
 def _read_generic(source: Path, options: ReaderOptions, dataset: str,
@@ -269,9 +286,13 @@ def read_20news(source: Path, options: ReaderOptions) -> DataFile:
     bad = BadRecords(options.bad_records, source)
     splits: dict[str, list[Example]] = {split: [] for split in _NEWS_FOLDERS.values()}
     folders = {split: folder for folder, split in _NEWS_FOLDERS.items()}
-    for split, group, name, text in sorted(posts):  # by split, newsgroup, file name
+    posts = sorted(posts)  # by split, newsgroup, file name
+    # Article numbers count up within a newsgroup (over both splits: bydate's test posts are the later ones).
+    orders = scaled_ranks([group for _, group, _, _ in posts], [number_sort_key(name) for _, _, name, _ in posts])
+    for (split, group, name, text), order in zip(posts, orders):
         post = root / folders[split] / group / name  # inside the archive, when it is one
-        example = bad.take(post, None, lambda: {"X": text, "Y": group}, "post")
+        example = bad.take(post, None, lambda: {"X": text, "Y": group, "user": _news_author(text), "order": order},
+                           "post")
         if example is not None:
             splits[split].append(example)
     empty = [folder for folder, split in _NEWS_FOLDERS.items() if not splits[split]]
@@ -279,6 +300,17 @@ def read_20news(source: Path, options: ReaderOptions) -> DataFile:
         raise UserError(f"--source {source}: no posts under {' or '.join(empty)}/<newsgroup>/")
     files = {split: f"{origin}{folder}" for folder, split in _NEWS_FOLDERS.items()}
     return labelled_data_file(TASK, splits, source, files, bad)
+
+
+def _news_author(post: str) -> str:
+    """The normalised address of the post's From: header; '' for a post without one (none in the archive).
+
+    Its first line only: the bydate archive dropped some headers' names but kept their continuation lines
+    (`<message-id> <message-id>` of a References header), which a header parser folds into the From above.
+    """
+    sender = HeaderParser().parsestr(post, headersonly=True)["From"]
+    lines = [line for line in str(sender or "").splitlines() if line.strip()]
+    return normalised_address(lines[0]) if lines else ""
 
 
 def _post_path(name: str) -> tuple[str, str, str] | None:

@@ -11,7 +11,8 @@ library's own rule. Any other NAME is a hub dataset, `load_dataset(NAME, CONFIG)
     span_extraction       SQuAD columns: context, question, answers {text, answer_start}, id, title
     seq2seq               --source-column (source) -> X, --target-column (target) -> Y and references
 
-ClassLabel values become their names. Split train is the train split; test is the test split, or the
+--user-column, --time-column and --group-column add the fields user, order (a number) and group to any
+task (users.py). ClassLabel values become their names. Split train is the train split; test is the test split, or the
 validation split where the dataset has no labelled test split (GLUE's test labels are all -1), and a
 validation split beside a test split is kept aside as dev (layout.py).
 """
@@ -30,6 +31,7 @@ import datasets
 from fednlp.data.datafile import TASK_TYPES, DataFile, label_vocab_of
 from fednlp.data.readers import ReaderOptions
 from fednlp.data.readers.layout import BadRecord, BadRecords, Example, data_file_from_splits, read_lines
+from fednlp.data.readers.users import USER_FIELDS, user_columns, user_fields_of
 from fednlp.errors import UserError
 
 LOCAL_BUILDERS = ("csv", "json", "parquet")
@@ -145,11 +147,15 @@ def split_examples(split: datasets.Dataset, options: ReaderOptions, where: str,
         return None
     make = _EXAMPLE_MAKERS[options.task]
 
+    users = {name: column for name, column in columns.items() if name in USER_FIELDS}
+
     def example(i: int) -> Example:
         for name, column in columns.items():
             if values[name][i] is None or values[name][i] in ("", []):
                 raise BadRecord(f"no value in column {column!r}; expected one in every row")
-        return make({name: column_values[i] for name, column_values in values.items()})
+        row = {name: column_values[i] for name, column_values in values.items() if name not in users}
+        return {**make(row), **user_fields_of({column: values[name][i] for name, column in users.items()},
+                                              {name: column for name, column in users.items()})}
 
     taken = (bad.take(f"{where} row {i}", None, lambda i=i: example(i), "row") for i in range(split.num_rows))
     return [row for row in taken if row is not None]
@@ -170,6 +176,11 @@ def _columns(split: datasets.Dataset, options: ReaderOptions, where: str) -> dic
             raise UserError(f"{where}: no column {options.source_column!r} (--source-column); "
                             f"found columns: {', '.join(split.column_names)}")
         optional["source"] = options.source_column
+    for name, column in user_columns(options).items():
+        if column not in split.column_names:
+            raise UserError(f"{where}: no column {column!r} ({USER_FIELDS[name][1]}); "
+                            f"found columns: {', '.join(split.column_names)}")
+        columns[name] = column
     return {**columns, **{name: column for name, column in optional.items() if column in split.column_names}}
 
 

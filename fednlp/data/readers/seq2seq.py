@@ -1,7 +1,9 @@
 """Readers for seq2seq (task_type seq2seq): AESLC, SciTLDR, Gigaword, and generic JSONL.
 
 Every example holds X (the source text), Y (the target to train on) and references (every reference target,
-Y first: ROUGE takes the best over them); AESLC adds source, its natural client group (the mailbox owner).
+Y first: ROUGE takes the best over them); AESLC adds source and user, its natural client group (the mailbox
+owner), and order (the message number within its folder, ranked within the mailbox and scaled to [0, 1]);
+seq2seq-jsonl adds user, order and group from --user-column, --time-column and --group-column (users.py).
 A folder's files name their split (train*, dev* / valid*, test*); a lone file is a pool that prepare's
 --test-fraction splits.
 """
@@ -28,6 +30,7 @@ from fednlp.data.readers.layout import (
     read_lines,
     split_of_name,
 )
+from fednlp.data.readers.users import number_sort_key, scaled_ranks, user_columns, user_fields_of
 from fednlp.errors import UserError
 
 TASK = "seq2seq"
@@ -52,12 +55,17 @@ def read_aeslc(source: Path, options: ReaderOptions) -> DataFile:
     """One example per <user>_<folder>_<n>.subject file (a file is a record); dev is kept aside as validation."""
     bad = BadRecords(options.bad_records, source)
     splits: dict[str, list[Example]] = {split: [] for split in SPLITS}
-    for name, raw in _aeslc_files(source):
+    files = _aeslc_files(source)
+    stems = [PurePosixPath(name).name.removesuffix(".subject") for name, _ in files]
+    users = [stem.split("_")[0] for stem in stems]
+    # The message number within its folder, ranked within the mailbox (over every split): the corpus has no dates.
+    orders = scaled_ranks(users, [number_sort_key(stem.rsplit("_", 1)[-1]) for stem in stems])
+    for (name, raw), user, order in zip(files, users, orders):
         split = PurePosixPath(name).parent.name
         if split not in splits:
             raise UserError(f"{source}: {name} lies in {split!r}; expected it in a train, dev or test folder")
-        user = PurePosixPath(name).name.split("_")[0]
-        example = bad.take(source / name, None, lambda: _aeslc_example(raw, user), "file")
+        example = bad.take(source / name, None, lambda: {**_aeslc_example(raw, user), "user": user, "order": order},
+                           "file")
         if example is not None:
             splits[split].append(example)
     return data_file_from_splits(TASK, splits, source, bad=bad)
@@ -126,12 +134,12 @@ def _read_jsonl(source: Path, source_key: str, target_key: str, options: ReaderO
     for split, path in files:
         lines = ((number, line) for number, line in enumerate(read_lines(path), start=1) if line.strip())
         splits.setdefault(split, []).extend(
-            bad.examples(path, lines, lambda line: _jsonl_example(parse_json_object(line), source_key, target_key),
-                         "line"))
+            bad.examples(path, lines, lambda line: _jsonl_example(parse_json_object(line), source_key, target_key,
+                                                                  user_columns(options)), "line"))
     return data_file_from_splits(TASK, splits, source, bad=bad)
 
 
-def _jsonl_example(record: dict[str, Any], source_key: str, target_key: str) -> Example:
+def _jsonl_example(record: dict[str, Any], source_key: str, target_key: str, users: dict[str, str]) -> Example:
     for key in (source_key, target_key):
         if key not in record:
             found = ", ".join(sorted(record))[:200] or "no key"
@@ -139,7 +147,7 @@ def _jsonl_example(record: dict[str, Any], source_key: str, target_key: str) -> 
                             "--source-column/--target-column")
     text = _strings(source_key, record[source_key])
     references = _strings(target_key, record[target_key])
-    return {"X": " ".join(text), "Y": references[0], "references": references}
+    return {"X": " ".join(text), "Y": references[0], "references": references, **user_fields_of(record, users)}
 
 
 def _strings(key: str, value: Any) -> list[str]:
