@@ -22,13 +22,15 @@ Field names follow FedNLP so its code and ours read the same names:
 String fields are variable-length UTF-8 strings; list fields are variable-length strings each holding
 a JSON array, so one field stays one dataset whatever the element type.
 
-The reader also opens FedNLP's published layout (groups `X/<i>`, `Y/<i>`, `context_X/<i>`, ...).
+The reader also opens FedNLP's published layout (groups `X/<i>`, `Y/<i>`, `context_X/<i>`, ...) as
+FedNLP's own loaders write it (see `read_data_file`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,12 @@ import numpy as np
 from fednlp.errors import UserError
 
 TASK_TYPES = ("text_classification", "sequence_tagging", "span_extraction", "seq2seq")
+
+#: FedNLP's names for our task types: its tagging loaders write "seq_tagging".
+TASK_TYPE_ALIASES = {"seq_tagging": "sequence_tagging"}
+
+#: FedNLP's partition scripts take the first 90% of `index_list` as train when a file has no split.
+FEDNLP_TRAIN_SHARE = 0.9
 
 #: Fields whose values are lists (stored as JSON arrays).
 LIST_FIELDS = {
@@ -154,35 +162,98 @@ def read_attributes(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_data_file(path: str | os.PathLike) -> DataFile:
-    """Read a data file in fednlp's layout or FedNLP's per-example layout."""
+    """Read a data file in fednlp's layout or FedNLP's per-example layout.
+
+    What FedNLP's loaders write and how it is read (checked on files written by FedNLP's own code):
+    - task_type "seq_tagging" is sequence_tagging;
+    - no task_type (its seq2seq loaders): the task is inferred from the fields where only one task fits,
+      said on stderr and recorded as `task_type_inferred`;
+    - no train/test lists (its seq2seq loaders): FedNLP's partition scripts' rule, the first 90% of
+      `index_list` train and the rest test, recorded as `split_inferred`;
+    - `label_vocab` as a list, `num_labels: -1`: the vocabulary as given, its size the label count.
+    """
     with open_h5(path) as f:
         attrs = _attributes(f, path)
-        task_type = attrs.get("task_type")
-        if task_type not in TASK_TYPES:
-            raise UserError(f"data file {path}: task_type {task_type!r} is not one of {', '.join(TASK_TYPES)}")
         fields: dict[str, list[Any]] = {}
         for name, node in f.items():
             if name == "attributes":
                 continue
             if isinstance(node, h5py.Group):
-                fields[name] = _read_fednlp_group(node, attrs)
+                fields[name] = _read_fednlp_group_once(node, attrs, path)
             else:
                 fields[name] = _read_column(node, json_encoded=node.attrs.get("encoding") == "json")
     known = {"task_type", "num_labels", "label_vocab", "index_list", "train_index_list", "test_index_list"}
     label_vocab = attrs.get("label_vocab") or {}
     if isinstance(label_vocab, list):  # some FedNLP files store the vocabulary as a list
         label_vocab = {label: i for i, label in enumerate(label_vocab)}
-    try:
-        return DataFile(
-            task_type=task_type,
-            fields=fields,
-            train_index_list=list(attrs["train_index_list"]),
-            test_index_list=list(attrs["test_index_list"]),
-            label_vocab=dict(label_vocab),
-            attributes={k: v for k, v in attrs.items() if k not in known},
-        )
-    except KeyError as exc:
-        raise UserError(f"data file {path}: attributes lack {exc.args[0]!r}") from None
+    extra = {k: v for k, v in attrs.items() if k not in known}
+    task_type = _task_type(attrs, fields, path, extra)
+    train, test = _split(attrs, path, extra)
+    return DataFile(
+        task_type=task_type,
+        fields=fields,
+        train_index_list=train,
+        test_index_list=test,
+        label_vocab=dict(label_vocab),
+        attributes=extra,
+    )
+
+
+def _task_type(attrs: dict[str, Any], fields: dict[str, list[Any]], path: str | os.PathLike,
+               extra: dict[str, Any]) -> str:
+    """The file's task type; FedNLP's alias mapped, a missing one inferred where only one task fits."""
+    given = attrs.get("task_type")
+    if given in TASK_TYPES:
+        return given
+    if given in TASK_TYPE_ALIASES:
+        extra["task_type_in_file"] = given
+        return TASK_TYPE_ALIASES[given]
+    known = f"one of {', '.join(TASK_TYPES)} (or FedNLP's {', '.join(TASK_TYPE_ALIASES)})"
+    if given is not None:
+        raise UserError(f"data file {path}: task_type {given!r} is not {known}")
+    inferred, why = _infer_task_type(fields, attrs)
+    if inferred is None:
+        raise UserError(f"data file {path} has no task_type and its fields ({', '.join(sorted(fields)) or 'none'}) "
+                        f"{why}; expected a task_type in its attributes, {known}")
+    extra["task_type_inferred"] = f"{inferred}: {why}"
+    _note(f"data file {path} has no task_type; read as {inferred} ({why})")
+    return inferred
+
+
+def _infer_task_type(fields: dict[str, list[Any]], attrs: dict[str, Any]) -> tuple[str | None, str]:
+    """(task type, why) when the fields fit one task only, else (None, why not)."""
+    if {"context_X", "question_X", "Y"} <= set(fields):
+        return "span_extraction", "fields context_X, question_X and Y are extractive QA's"
+    if not {"X", "Y"} <= set(fields):
+        return None, "are not those of any task (X and Y, or context_X, question_X and Y)"
+    x, y = fields["X"], fields["Y"]
+    if x and all(isinstance(v, list) for v in x) and all(isinstance(v, list) and len(v) == len(t) for v, t in zip(y, x)):
+        return "sequence_tagging", "X and Y hold token and tag sequences of equal lengths"
+    if all(isinstance(v, str) for v in x) and all(isinstance(v, str) for v in y):
+        if "label_vocab" in attrs or "num_labels" in attrs:
+            return None, "hold text X and Y, which with a label vocabulary could be text_classification or seq2seq"
+        return "seq2seq", "X and Y hold text and there is no label vocabulary, as FedNLP's seq2seq loaders write"
+    return None, "X and Y hold values of no known task"
+
+
+def _split(attrs: dict[str, Any], path: str | os.PathLike, extra: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """The train and test lists; where the file has none, FedNLP's rule over `index_list`."""
+    if "train_index_list" in attrs and "test_index_list" in attrs:
+        return list(attrs["train_index_list"]), list(attrs["test_index_list"])
+    for key in ("train_index_list", "test_index_list", "index_list"):
+        if key not in attrs and (key == "index_list" or "train_index_list" in attrs or "test_index_list" in attrs):
+            raise UserError(f"data file {path}: attributes lack {key!r}")
+    index_list = list(attrs["index_list"])
+    n_train = int(len(index_list) * FEDNLP_TRAIN_SHARE)
+    rule = f"the first {n_train} of the {len(index_list)} entries of index_list (90%) train, the rest test"
+    extra["split_inferred"] = f"FedNLP's rule (the file has no train/test lists): {rule}"
+    _note(f"data file {path} has no train/test lists; split by FedNLP's rule: {rule}")
+    return index_list[:n_train], index_list[n_train:]
+
+
+def _note(message: str) -> None:
+    """What the reader decided for the user: one line on stderr (the data file records it too)."""
+    print(f"fednlp: note: {message}", file=sys.stderr, flush=True)
 
 
 def _attributes(f: h5py.File, path: str | os.PathLike) -> dict[str, Any]:
@@ -216,10 +287,46 @@ def _read_column(node: h5py.Dataset, json_encoded: bool) -> list[Any]:
     return values
 
 
-def _read_fednlp_group(group: h5py.Group, attrs: dict[str, Any]) -> list[Any]:
-    """FedNLP stored field values one dataset per example, keyed by the example index."""
+#: FedNLP-layout fields already decoded in this process, per unchanged file (path, size, mtime, inode) and
+#: group: reading the same file again (partition, then stats, then a run; the CLI called in-process) is free.
+_DECODED: dict[tuple[Any, ...], dict[str, tuple[Any, ...]]] = {}
+_DECODED_FILES = 2  # bounded: 20 Newsgroups' fields take about 50 MB
+
+
+def _read_fednlp_group_once(group: h5py.Group, attrs: dict[str, Any], path: str | os.PathLike) -> list[Any]:
+    """_read_fednlp_group, remembered per unchanged file; callers get fresh lists (only immutable values
+    are shared)."""
+    stat = os.stat(path)
+    file_key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if file_key not in _DECODED:
+        while len(_DECODED) >= _DECODED_FILES:
+            del _DECODED[next(iter(_DECODED))]
+        _DECODED[file_key] = {}
+    groups = _DECODED[file_key]
+    if group.name not in groups:
+        groups[group.name] = tuple(_read_fednlp_group(group, attrs, path))
+    return [list(v) if isinstance(v, list) else v for v in groups[group.name]]
+
+
+def _read_fednlp_group(group: h5py.Group, attrs: dict[str, Any], path: str | os.PathLike) -> list[Any]:
+    """FedNLP stored field values one dataset per example, keyed by the example index.
+
+    Read through h5py's low-level calls: one dataset open per value is the layout's cost (seconds for 20
+    Newsgroups), and the high-level accessors triple it.
+    """
     n = len(attrs.get("index_list") or group.keys())
     values: list[Any] = [None] * n
-    for key, node in group.items():
-        values[int(key)] = _decode(node[()])
+    seen = np.zeros(n, dtype=bool)
+    for key in group.keys():
+        if not key.isdigit() or int(key) >= n:
+            raise UserError(f"data file {path}: {group.name}/{key} is not an example index 0..{n - 1}")
+        dataset = h5py.h5d.open(group.id, key.encode())
+        value = np.empty(dataset.shape, dtype=dataset.dtype)
+        if value.size:
+            dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, value)
+        values[int(key)], seen[int(key)] = _decode(value[()] if value.ndim == 0 else value), True
+    if not seen.all():
+        missing = np.flatnonzero(~seen)
+        raise UserError(f"data file {path}: {group.name} lacks {len(missing)} of the {n} examples of index_list "
+                        f"(first: {missing[0]}); expected one dataset per example")
     return values
