@@ -67,6 +67,9 @@ def _add_partition_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels-per-client", type=int, help="labels per client (pathological)")
     p.add_argument("--field", help="per-example field whose values are the clients (natural); default source")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a group of the same name made with other settings (another seed, parameters or data "
+                   "file, or by FedNLP's scripts); without it such a group is kept and the request refused")
     p.set_defaults(func=cmd_partition)
 
     s = sub.add_parser(
@@ -214,7 +217,7 @@ def cmd_partition(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     with locked_output(args.out, f"--out {args.out}"):  # two commands adding groups would lose one
-        group = add_partition(args.data, args.out, params)
+        group = add_partition(args.data, args.out, params, overwrite=args.overwrite)
     print(f"wrote group {group} to {args.out}")
 
 

@@ -403,12 +403,22 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(ag_news, tmp_p
     assert files[0] != files[2]
 
 
-def test_rerunning_a_group_replaces_it(ag_news, tmp_path):
+def test_a_group_is_replaced_only_by_the_same_settings_or_with_overwrite(ag_news, tmp_path, capsys):
     out = tmp_path / "p.h5"
     assert partition(ag_news, out, "--method", "uniform", "--clients", "5", "--seed", "1") == 0
     first = out.read_bytes()
-    assert partition(ag_news, out, "--method", "uniform", "--clients", "5", "--seed", "2") == 0
-    assert partition(ag_news, out, "--method", "uniform", "--clients", "5", "--seed", "1") == 0
+    assert partition(ag_news, out, "--method", "uniform", "--clients", "5", "--seed", "1") == 0  # idempotent
+    assert out.read_bytes() == first
+    capsys.readouterr()
+    assert partition(ag_news, out, "--method", "uniform", "--clients", "5", "--seed", "2") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds group 'uniform_clients=5', made with other settings: seed 1, not 2" in err
+    assert "pass --overwrite to replace it" in err
+    assert out.read_bytes() == first  # FedNLP's names carry no seed: seed 2 never silently replaces seed 1
+    assert partition(ag_news, out, "--method", "uniform", "--clients", "5", "--seed", "2", "--overwrite") == 0
+    with h5py.File(out, "r") as f:
+        assert f["uniform_clients=5"]["seed"][()] == 2 and len(f["uniform_clients=5"]["data_sha256"][()]) == 64
+    assert partition(ag_news, out, "--method", "uniform", "--clients", "5", "--seed", "1", "--overwrite") == 0
     assert out.read_bytes() == first
 
 
@@ -483,7 +493,8 @@ def test_niid_cluster_with_minilm_caches_embeddings_and_reuses_the_clustering(sh
     train_index, _ = data_indices(data)
     train, _, group = read_group(out, "niid_cluster_clients=8_alpha=0.5")
     assert group["clusters"][()] == 5 and group["alpha"][()] == 0.5
-    assignment = group.file["kmeans_clusters=5"]["cluster_assignment"][()]
+    assignment = group.file["kmeans_clusters=5"]["client_assignment"][()]  # FedNLP's kmeans.py name
+    assert group.file["kmeans_clusters=5"]["seed"][()] == 0
     group.file.close()
     assert len(assignment) == 200 and set(assignment.tolist()) == set(range(5))
     assert np.array_equal(np.sort(np.concatenate(train)), train_index)
@@ -505,4 +516,19 @@ def test_niid_cluster_with_minilm_caches_embeddings_and_reuses_the_clustering(sh
     assert partition(data, out, "--method", "niid_cluster", "--clients", "4", "--alpha", "1", "--clusters", "5") == 0
     with h5py.File(out, "r") as f:
         assert {"kmeans_clusters=3", "kmeans_clusters=5", "niid_cluster_clients=8_alpha=5.0"} <= set(f)
-        assert np.array_equal(f["kmeans_clusters=5"]["cluster_assignment"][()], assignment)
+        assert np.array_equal(f["kmeans_clusters=5"]["client_assignment"][()], assignment)
+
+    # Another seed never takes seed 0's clusters, nor silently replaces them: refused before any encoding...
+    before = out.read_bytes()
+    args = ("--method", "niid_cluster", "--clients", "4", "--alpha", "1", "--clusters", "5", "--seed", "1")
+    assert partition(data, out, *args) == 2
+    assert out.read_bytes() == before
+    # ...and with --overwrite it clusters with its own seed (the embeddings still come from the cache).
+    monkeypatch.undo()
+    monkeypatch.setattr(embeddings, "encode", no_encoder)
+    assert partition(data, out, *args, "--overwrite") == 0
+    with h5py.File(out, "r") as f:
+        clustering = f["kmeans_clusters=5"]
+        assert clustering["seed"][()] == 1 and f["niid_cluster_clients=4_alpha=1.0"]["seed"][()] == 1
+        assert len(clustering["client_assignment"][()]) == 200 and clustering["data_sha256"][()].decode() == (
+            embeddings.file_sha256(data))

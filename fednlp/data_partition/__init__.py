@@ -18,7 +18,8 @@ import numpy as np
 from fednlp.data.datafile import open_h5, read_data_file
 from fednlp.data_partition import partitioners as _partitioners  # noqa: F401  (registers the methods)
 from fednlp.data_partition.params import PartitionParams
-from fednlp.data_partition.partition_file import partition_content, write_groups
+from fednlp.data_partition.embeddings import file_sha256
+from fednlp.data_partition.partition_file import check_replaceable, partition_content, write_groups
 from fednlp.data_partition.partitioners import PartitionJob
 from fednlp.data_partition.registry import METHODS, PartitionMethod, register_method
 from fednlp.errors import UserError
@@ -26,11 +27,13 @@ from fednlp.errors import UserError
 __all__ = ["METHODS", "PartitionMethod", "PartitionParams", "add_partition", "register_method"]
 
 
-def add_partition(data_path: str | os.PathLike, partition_path: str | os.PathLike, params: PartitionParams) -> str:
-    """Partition the data file and add (or replace) the group in the partition file; return its name.
+def add_partition(data_path: str | os.PathLike, partition_path: str | os.PathLike, params: PartitionParams,
+                  overwrite: bool = False) -> str:
+    """Partition the data file and add the group to the partition file; return its name.
 
-    Every check runs before the partition file is touched, and the file is rewritten atomically, so a
-    refused request leaves an existing partition file byte for byte as it was.
+    A group of that name made with other settings (seed, parameters, data file; or not by fednlp) is
+    replaced only with `overwrite`. Every check runs before the partition file is touched, and the file
+    is rewritten atomically, so a refused request leaves an existing partition file byte for byte as it was.
     """
     data_path, partition_path = Path(data_path), Path(partition_path)
     data = read_data_file(data_path)
@@ -40,14 +43,16 @@ def add_partition(data_path: str | os.PathLike, partition_path: str | os.PathLik
     test = np.asarray(data.test_index_list, dtype=np.int64)
     if params.n_clients > len(train):
         raise UserError(f"--clients {params.n_clients} is more than the {len(train)} training examples of {data_path}")
-    job = PartitionJob(data, data_path, partition_path, train, test)
+    name = params.group_name()
+    settings = {**params.stored_values(), "data_sha256": file_sha256(data_path)}
+    check_replaceable(partition_path, name, {"n_clients": params.n_clients, **settings}, overwrite)
+    job = PartitionJob(data, data_path, partition_path, train, test, overwrite)
     result = METHODS[params.method](job, params, np.random.default_rng(params.seed))
     train_clients = [train[p] for p in result.train]
     test_clients = [test[p] for p in result.test]
     _check_exact_cover(train_clients, train, params.method)
-    name = params.group_name()
-    content = partition_content(train_clients, test_clients, {**params.stored_values(), **result.extras})
-    write_groups(partition_path, {name: content, **result.side_groups})
+    content = partition_content(train_clients, test_clients, {**settings, **result.extras})
+    write_groups(partition_path, {name: content, **result.side_groups}, overwrite)
     return name
 
 

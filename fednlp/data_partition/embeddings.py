@@ -25,6 +25,9 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 MAX_LENGTH = 256  # the model's own max_seq_length (sentence_bert_config.json)
 BATCH_SIZE = 64
 
+#: What a stored clustering was made with (recorded in its group; a clustering is reused only when equal).
+EMBEDDING = f"{MODEL_NAME}, max length {MAX_LENGTH}, mean pooled, L2 normalised; k-means (n_init 4) fit on the train examples"
+
 #: The text each task embeds: classification and seq2seq their input, tagging the sentence, QA the
 #: question then the context (truncation keeps the question whole).
 TEXT_RECIPES = {

@@ -3,20 +3,30 @@
     <group>/                       one group per partition, named like FedNLP's
         n_clients                  scalar int64
         <parameter>                scalar per parameter (alpha, beta, clusters, labels_per_client,
-                                   field), plus seed
+                                   field), plus seed and data_sha256 (the data file it was made from)
         partition_data/<client>/train   int64 data-file indices of client <client> (0 .. n_clients-1)
         partition_data/<client>/test    the same for its local test data
         ...                        method extras (client_names, client_labels)
-    kmeans_clusters=<K>/cluster_assignment   int64 cluster id per data-file index (niid_cluster)
+    kmeans_clusters=<K>/client_assignment   cluster id per data-file index (niid_cluster), FedNLP's
+                                   kmeans.py name; with n_clusters, seed, data_sha256 and embedding
+
+What FedNLP's scripts write is read as it is: an empty client stored as a float64 array of shape (0,)
+(any numeric dtype holding whole numbers is read as int64 indices: `index_array`), k-means assignments
+named `client_assignment` (ours were once `cluster_assignment`: both are read), and group names whose
+numbers are spelled `%g` (`alpha=1`) or `%.1f` (`alpha=1.0`), or `uniform` for `uniform_clients=<N>`
+(`find_group`).
 
 Adding a group rewrites the whole file into a temporary file beside it, then renames it over the
 original: a failure at any point leaves the old file as it was. A group of the same name is replaced
-(re-running a command is idempotent; a new seed gives the new partition under FedNLP's seedless name).
+only when it records the same settings (re-running a command is idempotent) or with --overwrite: one
+made with another seed, parameters or data file, or by another program (FedNLP's scripts record no
+seed), is kept and the request refused.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -41,9 +51,15 @@ class StoredPartition:
     values: dict[str, Any]
 
 
-def write_groups(path: str | os.PathLike, groups: Mapping[str, Content]) -> None:
-    """Add or replace top-level groups; keep every other group of an existing file unchanged."""
+def write_groups(path: str | os.PathLike, groups: Mapping[str, Content], overwrite: bool = False) -> None:
+    """Add or replace top-level groups; keep every other group of an existing file unchanged.
+
+    A group the file already holds is replaced only if it was made with the same settings, or with
+    `overwrite` (see `check_replaceable`).
+    """
     path = Path(path)
+    for name, content in groups.items():
+        check_replaceable(path, name, scalar_settings(content), overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -61,6 +77,46 @@ def write_groups(path: str | os.PathLike, groups: Mapping[str, Content]) -> None
             tmp.unlink()
 
 
+def scalar_settings(content: Content) -> dict[str, Any]:
+    """The scalars of a group's content (its parameters, seed, checksums): what makes it what it is."""
+    return {key: value for key, value in content.items()
+            if not isinstance(value, Mapping) and np.ndim(value) == 0}
+
+
+def check_replaceable(path: str | os.PathLike, name: str, settings: Mapping[str, Any], overwrite: bool) -> None:
+    """Refuse to replace group `name` of an existing partition file unless it records the same settings.
+
+    Same settings: the old group records a seed (fednlp wrote it; FedNLP's scripts record none) and every
+    setting both record is equal. Anything else is another partition under the same (seedless) FedNLP name,
+    so replacing it would lose data: only `overwrite` does that.
+    """
+    path = Path(path)
+    if overwrite or not path.exists():
+        return
+    with open_h5(path, "partition file") as f:
+        if name not in f:
+            return
+        old = {key: _read_value(node) for key, node in f[name].items()
+               if isinstance(node, h5py.Dataset) and node.shape == ()}
+    if "seed" not in old:
+        why = "not by fednlp (it records no seed; FedNLP's scripts write none)"
+    else:
+        differ = [f"{key} {old[key]!r}, not {settings[key]!r}" for key in sorted(set(old) & set(settings))
+                  if not check_same(old[key], settings[key])]
+        if not differ:
+            return
+        why = "with other settings: " + ", ".join(differ)
+    raise UserError(f"partition file {path} already holds group {name!r}, made {why}; pass --overwrite to "
+                    "replace it, or write to another --out")
+
+
+def check_same(a: Any, b: Any) -> bool:
+    """Two recorded settings are equal (numbers by value: an int64 1 and a float 1.0 alike)."""
+    if isinstance(a, (int, float, np.number)) and isinstance(b, (int, float, np.number)):
+        return float(a) == float(b)
+    return str(a) == str(b)
+
+
 def partition_content(train: list[np.ndarray], test: list[np.ndarray], values: Mapping[str, Any]) -> dict[str, Any]:
     """A partition group's content in FedNLP's layout."""
     clients = {
@@ -73,21 +129,91 @@ def partition_content(train: list[np.ndarray], test: list[np.ndarray], values: M
 def group_names(path: str | os.PathLike) -> list[str]:
     """The partition groups of a file (groups holding partition_data), in file order."""
     with open_h5(path, "partition file") as f:
-        return [name for name, node in f.items() if isinstance(node, h5py.Group) and "partition_data" in node]
+        return _partition_groups(f)
+
+
+def _partition_groups(f: h5py.File) -> list[str]:
+    return [name for name, node in f.items() if isinstance(node, h5py.Group) and "partition_data" in node]
+
+
+def find_group(path: str | os.PathLike, requested: str) -> str:
+    """The group `requested` names: itself, or the one group that spells it otherwise.
+
+    FedNLP's niid_label.py writes numbers with `%g` (`alpha=1`), older files and fednlp with one decimal
+    (`alpha=1.0`), and FedNLP's published uniform group is plain `uniform`; each spelling finds the other.
+    A name without `clients=` finds the group of any client count when only one matches.
+    """
+    with open_h5(path, "partition file") as f:
+        names = _partition_groups(f)
+        if requested in names:
+            return requested
+        spelled = {name: _spelling(name, int(_read_value(f[name]["n_clients"])) if "n_clients" in f[name] else None)
+                   for name in names}
+    wanted = _spelling(requested, None)
+    if "clients=" in requested:
+        matches = [name for name, spelling in spelled.items() if spelling == wanted]
+    else:
+        matches = [name for name, spelling in spelled.items() if _CLIENTS.sub("", spelling) == wanted]
+    if len(matches) == 1:
+        return matches[0]
+    listed = ", ".join(matches if matches else names) or "none"
+    what = "several partitions match; give one" if matches else "it has"
+    raise UserError(f"partition file {path} has no partition {requested!r} ({what}: {listed})")
+
+
+_NUMBER = re.compile(r"=([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?=_|$)")
+_CLIENTS = re.compile(r"_clients=[^_]+")
+_FIRST_KEY = re.compile(r"_[A-Za-z]+=")
+
+
+def _spelling(name: str, n_clients: int | None) -> str:
+    """One spelling of a group name: numbers as floats (1 and 1.0 alike), `_clients=<N>` present when known."""
+    if "clients=" not in name and n_clients is not None:
+        found = _FIRST_KEY.search(name)
+        at = found.start() if found else len(name)
+        name = f"{name[:at]}_clients={n_clients}{name[at:]}"
+    return _NUMBER.sub(lambda m: f"={float(m[1])!r}", name)
 
 
 def read_partition(path: str | os.PathLike, name: str) -> StoredPartition:
+    """A partition group; `name` may use another spelling of its numbers (see `find_group`)."""
+    name = find_group(path, name)
     with open_h5(path, "partition file") as f:
-        if name not in f or "partition_data" not in f[name]:
-            known = ", ".join(n for n, node in f.items() if isinstance(node, h5py.Group) and "partition_data" in node)
-            raise UserError(f"partition file {path} has no partition {name!r} (it has: {known or 'none'})")
         group = f[name]
-        n_clients = int(group["n_clients"][()])
+        n_clients = int(_read_value(group["n_clients"]))
         data = group["partition_data"]
-        train = [data[str(k)]["train"][()] for k in range(n_clients)]
-        test = [data[str(k)]["test"][()] if "test" in data[str(k)] else np.zeros(0, np.int64) for k in range(n_clients)]
+        train, test = [], []
+        for k in range(n_clients):
+            if str(k) not in data or "train" not in data[str(k)]:
+                raise UserError(f"partition file {path}: group {name!r} has n_clients {n_clients} but no "
+                                f"partition_data/{k}/train; expected clients 0..{n_clients - 1}")
+            train.append(index_array(data, f"{k}/train", path))
+            test.append(index_array(data, f"{k}/test", path) if "test" in data[str(k)] else np.zeros(0, np.int64))
         values = {key: _read_value(node) for key, node in group.items() if isinstance(node, h5py.Dataset)}
     return StoredPartition(name, n_clients, train, test, values)
+
+
+def index_array(group: h5py.Group, key: str, path: str | os.PathLike) -> np.ndarray:
+    """Data-file indices stored at group/key as int64: the one place index arrays are read.
+
+    FedNLP's scripts write an empty client as a float64 array of shape (0,) and assignments as int32, so
+    any numeric dtype is read as long as its values are whole numbers; an empty array is an empty client.
+    Read through h5py's low-level calls (a k-means partition has thousands of clients).
+    """
+    dataset = h5py.h5d.open(group.id, key.encode())
+    values = np.empty(dataset.shape, dtype=dataset.dtype)
+    if values.size:
+        dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, values)
+    where = f"partition file {path}: {group.name}/{key}"
+    if values.ndim != 1:
+        raise UserError(f"{where} has shape {values.shape}; expected a 1-D array of data-file indices")
+    if values.size == 0:
+        return np.zeros(0, np.int64)
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    if values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
+        return values.astype(np.int64)
+    raise UserError(f"{where} holds {values.dtype} values that are not whole numbers; expected data-file indices")
 
 
 def check_fits_data(stored: StoredPartition, n_examples: int, partition_path: str | os.PathLike,
@@ -100,17 +226,24 @@ def check_fits_data(stored: StoredPartition, n_examples: int, partition_path: st
                             f"outside 0..{n_examples - 1} of data file {data_path}; was it made from another data file?")
 
 
+#: The k-means assignment inside kmeans_clusters=<K>: FedNLP's kmeans.py name (written), then fednlp's old one.
+ASSIGNMENT_NAMES = ("client_assignment", "cluster_assignment")
+
+
 def read_cluster_assignment(path: str | os.PathLike, n_clusters: int) -> tuple[np.ndarray, dict[str, Any]] | None:
-    """The stored k-means assignment for K clusters and its attributes, or None."""
+    """The stored k-means assignment for K clusters (FedNLP's or ours) and the group's scalars, or None."""
     if not Path(path).exists():
         return None
     with open_h5(path, "partition file") as f:
         name = kmeans_group_name(n_clusters)
-        if name not in f or "cluster_assignment" not in f[name]:
+        if name not in f:
             return None
         group = f[name]
-        values = {k: _read_value(v) for k, v in group.items() if k != "cluster_assignment"}
-        return group["cluster_assignment"][()], values
+        key = next((key for key in ASSIGNMENT_NAMES if key in group), None)
+        if key is None:
+            return None
+        values = {k: _read_value(v) for k, v in group.items() if isinstance(v, h5py.Dataset) and v.shape == ()}
+        return index_array(group, key, path), values
 
 
 def kmeans_group_name(n_clusters: int) -> str:

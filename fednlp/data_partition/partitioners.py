@@ -18,7 +18,12 @@ from fednlp.data.datafile import DataFile
 from fednlp.data_partition import methods
 from fednlp.data_partition.labels import PartitionLabels, cluster_labels, field_values, task_labels
 from fednlp.data_partition.params import PartitionParams
-from fednlp.data_partition.partition_file import kmeans_group_name, read_cluster_assignment
+from fednlp.data_partition.partition_file import (
+    check_replaceable,
+    check_same,
+    kmeans_group_name,
+    read_cluster_assignment,
+)
 from fednlp.data_partition.registry import register_method
 from fednlp.errors import UserError
 
@@ -32,6 +37,7 @@ class PartitionJob:
     partition_path: Path
     train: np.ndarray
     test: np.ndarray
+    overwrite: bool = False  # --overwrite: a stored group made with other settings may be replaced
 
 
 @dataclass
@@ -138,28 +144,25 @@ def _dirichlet_skew(
 
 
 def _clusters(job: PartitionJob, params: PartitionParams) -> tuple[np.ndarray, dict[str, dict[str, Any]]]:
-    """The k-means assignment for K clusters: reused from the partition file when it was made from
-    this very data file (so every niid_cluster group with this K shares one clustering), else computed."""
-    from fednlp.data_partition.embeddings import (
-        MODEL_NAME,
-        file_sha256,
-        kmeans_assignment,
-        sentence_embeddings,
-    )
+    """The k-means assignment for K clusters, keyed by its settings (data file, K, seed, embedding): reused
+    from the partition file when its kmeans_clusters=<K> group records the same ones (so every niid_cluster
+    group with this K and seed shares one clustering), else computed and stored under FedNLP's name.
 
-    checksum = file_sha256(job.data_path)
+    A kmeans_clusters=<K> group with other settings (another seed, data file or encoder, or FedNLP's own,
+    which records none) is never replaced without --overwrite: refused here, before the costly encoding.
+    """
+    from fednlp.data_partition.embeddings import EMBEDDING, file_sha256, kmeans_assignment, sentence_embeddings
+
+    name = kmeans_group_name(params.clusters)
+    settings = {"n_clusters": params.clusters, "seed": params.seed, "data_sha256": file_sha256(job.data_path),
+                "embedding": EMBEDDING}
     stored = read_cluster_assignment(job.partition_path, params.clusters)
     if stored is not None:
         assignment, values = stored
-        if values.get("data_sha256") == checksum and len(assignment) == job.data.n_examples:
+        same = all(key in values and check_same(values[key], value) for key, value in settings.items())
+        if same and len(assignment) == job.data.n_examples:
             return assignment, {}
-    embeddings = sentence_embeddings(job.data, job.data_path, checksum)
+    check_replaceable(job.partition_path, name, settings, job.overwrite)
+    embeddings = sentence_embeddings(job.data, job.data_path, settings["data_sha256"])
     assignment = kmeans_assignment(embeddings, job.train, params.clusters, params.seed)
-    group = {
-        "cluster_assignment": assignment,
-        "n_clusters": params.clusters,
-        "seed": params.seed,
-        "data_sha256": checksum,
-        "embedding": f"{MODEL_NAME}, mean pooled, L2 normalised; k-means fit on the train examples",
-    }
-    return assignment, {kmeans_group_name(params.clusters): group}
+    return assignment, {name: {"client_assignment": assignment, **settings}}

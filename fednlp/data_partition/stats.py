@@ -19,6 +19,7 @@ from fednlp.data_partition.labels import PartitionLabels, cluster_labels, has_la
 from fednlp.data_partition.partition_file import (
     check_fits_data,
     StoredPartition,
+    find_group,
     group_names,
     read_cluster_assignment,
     read_partition,
@@ -155,8 +156,8 @@ def _select_groups(partition_path: str | os.PathLike, method: str | None) -> lis
         selected = names
     elif method in names:
         selected = [method]
-    else:
-        selected = [n for n in names if n.startswith(f"{method}_clients=")]
+    else:  # a method's groups, or the group of another spelling (alpha=1 for alpha=1.0, uniform...)
+        selected = [n for n in names if n.startswith(f"{method}_clients=")] or [find_group(partition_path, method)]
     if not selected:
         raise UserError(
             f"partition file {partition_path} has no partition {method!r} (it has: {', '.join(names) or 'none'})"
@@ -176,8 +177,12 @@ def _labels_for(
         candidates = _stored_cluster_counts(partition_path)
     for k in candidates:
         found = read_cluster_assignment(partition_path, k)
-        if found is not None and len(found[0]) == data.n_examples:
-            return cluster_labels(found[0], k)
+        if found is None or len(found[0]) != data.n_examples:
+            continue
+        made_with, group_seed = found[1].get("seed"), stored.values.get("seed")
+        if "clusters" in stored.values and None not in (made_with, group_seed) and made_with != group_seed:
+            continue  # replaced (--overwrite) by another seed's clustering: not the one this group used
+        return cluster_labels(found[0], k)
     return None
 
 
