@@ -185,20 +185,20 @@ def test_one_score_per_question_over_its_windows_and_references(tmp_path: Path) 
     assert np.bincount(features.example_of_row).min() >= 2  # several windows per question
     predictions = oracle_predictions(features, rows)
     assert task.answers(rows, predictions, features) == {0: "the Denver Broncos", 1: "Levi's Stadium"}
-    assert task.compute_metrics(rows, predictions, features) == {"f1": 100.0, "exact_match": 100.0}
-    # Question 1 answered "Stadium" (F1 2/3): per question (100 + 66.7) / 2, whatever the number of windows.
+    assert task.compute_metrics(rows, predictions, features) == {"f1": 1.0, "exact_match": 1.0}
+    # Question 1 answered "Stadium" (F1 2/3): per question (1 + 2/3) / 2, whatever the number of windows.
     stadium = int(np.flatnonzero(features.arrays["start_positions"] * (features.example_of_row == 1))[0])
     token = int(np.flatnonzero(features.arrays["offsets"][stadium, :, 0] == context.index("Stadium"))[0])
     predictions[stadium] = ([token], [30.0], [token], [30.0], 0.0)
     metrics = task.compute_metrics(rows, predictions, features)
-    assert metrics["exact_match"] == pytest.approx(50.0) and metrics["f1"] == pytest.approx((100 + 200 / 3) / 2)
+    assert metrics["exact_match"] == pytest.approx(0.5) and metrics["f1"] == pytest.approx((1 + 2 / 3) / 2)
 
 
 def test_oracle_predictions_score_full_marks_on_squad(squad: Path) -> None:
     task, features = make_task(squad)
     rows = features.rows_of(np.asarray(task.data.test_index_list))
     metrics = task.compute_metrics(rows, oracle_predictions(features, rows), features)
-    assert metrics["f1"] > 99.0 and metrics["exact_match"] > 97.0
+    assert metrics["f1"] > 0.99 and metrics["exact_match"] > 0.97
     assert not task.null_answers  # SQuAD v1.1: always the best span
 
 
@@ -213,10 +213,10 @@ def test_subjqa_unanswerables_train_towards_cls_and_score_an_empty_answer(subjqa
     predictions = oracle_predictions(features, rows)
     answers = task.answers(rows, predictions, features)
     assert all(answers[i] == "" for i in task.data.test_index_list if unanswerable[i])
-    assert task.compute_metrics(rows, predictions, features)["exact_match"] > 95.0
+    assert task.compute_metrics(rows, predictions, features)["exact_match"] > 0.95
     always_null = [p[:4] + (99.0,) for p in predictions]  # "no answer" everywhere: right on the unanswerables only
     test_unanswerable = unanswerable[task.data.test_index_list]
-    expected = 100.0 * test_unanswerable.mean()
+    expected = test_unanswerable.mean()
     assert task.compute_metrics(rows, always_null, features) == pytest.approx({"f1": expected, "exact_match": expected})
 
 
@@ -236,7 +236,7 @@ def test_one_federated_round_and_one_centralized_epoch_write_f1_results(squad_ru
         result = json.loads((tmp_path / run / "result.json").read_text())
         assert result["task"] == "qa" and result["metric"] == "f1"
         assert set(result["metrics"]) == {"f1", "exact_match"}
-        assert 0.0 <= result["metrics"]["exact_match"] <= result["value"] == result["metrics"]["f1"] <= 100.0
+        assert 0.0 <= result["metrics"]["exact_match"] <= result["value"] == result["metrics"]["f1"] <= 1.0
 
 
 def test_two_ranks_evaluate_exactly_as_one(squad: Path, tmp_path: Path) -> None:

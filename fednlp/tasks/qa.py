@@ -20,9 +20,14 @@ best span, as SQuAD v1.1 scoring expects.
 
 Metric: exact match and F1 of the official SQuAD v1.1 evaluation script (Rajpurkar et al. 2016): answers
 normalised (lower case, no punctuation, no articles a/an/the, single spaces), the best over every
-reference answer, averaged over questions (not windows, not answer rows) and reported in percent
-(0-100), as SQuAD reports them. An unanswerable question scores 100 only for an empty answer (the
-SQuAD v2.0 convention).
+reference answer, averaged over questions (not windows, not answer rows) and reported as fractions in
+[0, 1] like every other fednlp metric (SQuAD's papers print them times 100). An unanswerable question
+scores 1 only for an empty answer (the SQuAD v2.0 convention).
+
+A question is a question id where the data file has one: FedNLP's files hold one row per reference
+answer (`question_ids/<i>`, the same question and context in each), so its rows are grouped, the
+question answered once (by its first row's prediction: every row has the same input) and scored
+against the references of all its rows, as the official script scores a question with several answers.
 """
 
 from __future__ import annotations
@@ -146,7 +151,8 @@ class ExtractiveQA(Task):
                             f"--model {config.model!r} has only a slow one")
         specials = tokenizer.num_special_tokens_to_add(pair=True)
         self.max_question_tokens = max(1, min(MAX_QUESTION_TOKENS, (self.max_length - specials) // 2))
-        self.references = _references(data.fields)
+        self.question_of = question_of_example(data.fields)
+        self.references = _references(data.fields, self.question_of)
         self.null_answers = any(not refs for refs in self.references)
 
     def cache_key(self) -> str:
@@ -234,15 +240,51 @@ class ExtractiveQA(Task):
         return answers
 
     def compute_metrics(self, rows: np.ndarray, predictions: list[Any], features: Features) -> dict[str, float]:
-        scores = [question_scores(text, self.references[example])
-                  for example, text in self.answers(np.asarray(rows), predictions, features).items()]
+        return self.score(self.answers(np.asarray(rows), predictions, features))
+
+    def score(self, answers: dict[int, str]) -> dict[str, float]:
+        """Mean EM and F1 over the questions of the answered examples, each question once, as fractions.
+
+        Rows of one question (FedNLP's one row per reference answer) count once: the answer of its
+        lowest-indexed row, against every reference of the question.
+        """
+        first_row: dict[int, int] = {}
+        for example in sorted(answers):
+            first_row.setdefault(int(self.question_of[example]), example)
+        scores = [question_scores(answers[example], self.references[example]) for example in first_row.values()]
         exact, f1 = np.mean(scores, axis=0) if scores else (0.0, 0.0)
-        return {"f1": 100.0 * float(f1), "exact_match": 100.0 * float(exact)}
+        return {"f1": float(f1), "exact_match": float(exact)}
 
 
-def _references(fields: dict[str, list[Any]]) -> list[list[str]]:
-    """Every reference answer per question; FedNLP's files have no `answers`, so Y's text stands in."""
+def question_of_example(fields: dict[str, list[Any]]) -> np.ndarray:
+    """The question of each example, as the index of the question's first example.
+
+    FedNLP's QA files repeat a question once per reference answer: rows with one `question_ids` value (and
+    the same question and context) are one question. fednlp's readers write one example per question,
+    with every reference in `answers`, so there each example is its own question.
+    """
+    n = len(fields["context_X"])
+    if "answers" in fields or "question_ids" not in fields:
+        return np.arange(n, dtype=np.int64)
+    first: dict[tuple[Any, str, str], int] = {}
+    keys = zip(fields["question_ids"], fields["question_X"], fields["context_X"])
+    return np.array([first.setdefault(key, i) for i, key in enumerate(keys)], dtype=np.int64)
+
+
+def _references(fields: dict[str, list[Any]], question_of: np.ndarray) -> list[list[str]]:
+    """Every reference answer of each example's question.
+
+    fednlp's files list them in `answers`; FedNLP's hold one per row (the text `Y_answer` in later
+    versions, else the context at the span Y), so a question's references are those of all its rows.
+    """
     if "answers" in fields:
-        return [list(answers) for answers in fields["answers"]]
-    return [[context[y[0] : y[1]]] if len(y) == 2 and y[0] >= 0 else []
-            for context, y in zip(fields["context_X"], fields["Y"])]
+        own = [list(answers) for answers in fields["answers"]]
+    elif "Y_answer" in fields:
+        own = [[answer] if y[0] >= 0 else [] for answer, y in zip(fields["Y_answer"], fields["Y"])]
+    else:
+        own = [[context[y[0] : y[1]]] if len(y) == 2 and y[0] >= 0 else []
+               for context, y in zip(fields["context_X"], fields["Y"])]
+    pooled: dict[int, list[str]] = {}
+    for example, question in enumerate(question_of.tolist()):
+        pooled.setdefault(question, []).extend(own[example])
+    return [pooled[question] for question in question_of.tolist()]
