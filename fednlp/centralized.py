@@ -11,6 +11,7 @@ import torch
 
 from fednlp.config import CentralizedConfig
 from fednlp.errors import UserError
+from fednlp.federation.cohort import Stream, run_rng
 from fednlp.federation.communicator import LocalCommunicator, make_communicator
 from fednlp.federation.local_training import LocalTrainer, batch_plan
 from fednlp.federation.session import base_result, finish, open_session, path_stem
@@ -26,7 +27,7 @@ def train_centralized(config: CentralizedConfig) -> dict[str, Any]:
     session = open_session(config, LocalCommunicator(), default_run_name(config))
     train_rows = session.features.rows_of(np.asarray(session.data.train_index_list, dtype=np.int64))
     trainer = LocalTrainer(session.model, session.task, session.features, config, session.device, session.timer)
-    rng = np.random.default_rng([config.seed, 2])
+    rng = run_rng(config.seed, Stream.CENTRALIZED)
     torch.manual_seed(int(rng.integers(2**62)))
     history: list[dict[str, Any]] = []
     loop_start = time.perf_counter()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from typing import Callable
 
-from fednlp.errors import RunInterrupted, UserError
+from fednlp.errors import RunDiverged, RunInterrupted, UserError
 
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +67,8 @@ def _add_partition_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clusters", type=int, help="number of k-means clusters (niid_cluster)")
     p.add_argument("--labels-per-client", type=int, help="labels per client (pathological)")
     p.add_argument("--field", help="per-example field whose values are the clients (natural); default source")
+    p.add_argument("--min-examples", type=int, help="natural: drop the values (users) with fewer than K training "
+                   "examples (reported, and recorded in the group)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true",
                    help="replace a group of the same name made with other settings (another seed, parameters or data "
@@ -80,6 +83,7 @@ def _add_partition_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--partition", required=True, help="partition file (.h5)")
     s.add_argument("--method", help="group name in the partition file; default: every group")
     s.add_argument("--plot", help="write the client x label heat map to this PNG")
+    s.add_argument("--sizes-plot", help="write the client-size distribution (log-log) to this PNG")
     s.set_defaults(func=cmd_partition_stats)
 
 
@@ -163,6 +167,7 @@ def _rank() -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> None:
+    from fednlp.config_checks import check_numbers, check_output_path
     from fednlp.data.prepare import prepare
     from fednlp.data.readers import ReaderOptions
     from fednlp.locks import locked_output
@@ -182,6 +187,8 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
         time_column=args.time_column,
         group_column=args.group_column,
     )
+    check_numbers(options)
+    check_output_path(args.out, file="the data file to write (.h5)")
     with locked_output(args.out, f"--out {args.out}"):  # a second prepare of the same file is refused
         data = prepare(args.dataset, args.source, args.out, options, name=args.name)
     print(
@@ -203,6 +210,7 @@ def cmd_data_list(args: argparse.Namespace) -> None:
 
 
 def cmd_partition(args: argparse.Namespace) -> None:
+    from fednlp.config_checks import check_numbers, check_output_path
     from fednlp.data_partition import PartitionParams, add_partition
     from fednlp.locks import locked_output
 
@@ -214,17 +222,25 @@ def cmd_partition(args: argparse.Namespace) -> None:
         clusters=args.clusters,
         labels_per_client=args.labels_per_client,
         field=args.field,
+        min_examples=args.min_examples,
         seed=args.seed,
     )
+    check_numbers(params, flags={"n_clients": "--clients"})
+    check_output_path(args.out, file="the partition file to write (.h5)")
     with locked_output(args.out, f"--out {args.out}"):  # two commands adding groups would lose one
         group = add_partition(args.data, args.out, params, overwrite=args.overwrite)
     print(f"wrote group {group} to {args.out}")
+    from fednlp.data_partition.client_sizes import dropped_line
+    from fednlp.data_partition.partition_file import read_partition
+
+    if dropped := dropped_line(read_partition(args.out, group).values):
+        print(dropped)
 
 
 def cmd_partition_stats(args: argparse.Namespace) -> None:
     from fednlp.data_partition.stats import partition_stats_report
 
-    print(partition_stats_report(args.data, args.partition, args.method, args.plot))
+    print(partition_stats_report(args.data, args.partition, args.method, args.plot, args.sizes_plot))
 
 
 def _add_fairness_command(sub: argparse._SubParsersAction) -> None:
@@ -253,8 +269,15 @@ def cmd_fairness(args: argparse.Namespace) -> None:
     print(f"wrote {written}")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """A usage error (an unknown flag, `--seed abc`) is one line too, like every other bad input; exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"fednlp: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="fednlp", description="Federated learning benchmarks for NLP: data, partitions, training, leaderboards."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -280,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"fednlp: error: {one_line(str(exc))}", file=sys.stderr, flush=True)
         return _end_job(exc.exit_code)
-    except RunInterrupted as exc:
+    except (RunInterrupted, RunDiverged) as exc:
         if _rank() == 0:
             print(f"fednlp: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from fednlp.config_checks import check_run_config
 from fednlp.errors import UserError
 
 
@@ -52,8 +53,13 @@ class RunConfig:
     num_beams: int = _opt("seq2seq: beams of the beam search at evaluation", default=4)
     out: str | None = _opt("run directory (default: runs/<generated name>)")
     overwrite: bool = _opt("replace a finished run in --out", default=False)
+    save_model: bool = _opt("save the final model and tokenizer in RUN_DIR/model/ (save_pretrained)", default=True)
+    quiet: bool = _opt("no progress bar (the per-evaluation lines and the final line stay)", default=False)
+    report_to: str = _opt("also log every metric per round to: none or tensorboard (RUN_DIR/tensorboard)",
+                          default="none")
 
     def validate(self) -> None:
+        check_run_config(self)  # every numeric option: finite, in range (fednlp/config_checks.py); --out creatable
         if not self.data:
             raise UserError("--data is required")
         if self.freeze_layers is not None and self.freeze_layers < 0:
@@ -72,6 +78,8 @@ class RunConfig:
             raise UserError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise UserError(f"--max-grad-norm must be positive, got {self.max_grad_norm}")
+        if self.report_to not in ("none", "tensorboard"):
+            raise UserError(f"--report-to must be none or tensorboard, got {self.report_to!r}")
 
 
 @dataclass
@@ -100,6 +108,9 @@ class TrainConfig(RunConfig):
                                  default="sgd")
     algorithm_options: str | None = _opt("options of a plugin algorithm, 'key=value,key=value' (see its docs)")
     checkpoint_every: int | None = _opt("write a checkpoint every N rounds (and after the last round)")
+    on_nonfinite: str = _opt("a client whose loss or update is NaN or infinite: stop (exit 3, the last finite "
+                             "checkpoint kept) or skip-client (left out of the round, the rest renormalised)",
+                             default="stop")
 
     def validate(self) -> None:
         super().validate()
@@ -119,6 +130,8 @@ class TrainConfig(RunConfig):
         for name in ("server_lr", "tau"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.on_nonfinite not in ("stop", "skip-client"):
+            raise UserError(f"--on-nonfinite must be stop or skip-client, got {self.on_nonfinite!r}")
         if self.checkpoint_every is not None and self.checkpoint_every <= 0:
             raise UserError(f"--checkpoint-every must be positive, got {self.checkpoint_every}")
         if self.mu is not None and self.mu < 0:

@@ -17,3 +17,10 @@ class RunInterrupted(Exception):
     def __init__(self, signum: int, message: str):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+class RunDiverged(Exception):
+    """A client's loss or update was not finite (NaN or infinity): the run stopped before that round's
+    server step, keeping its last finite checkpoint. Every rank raises it after the same round."""
+
+    exit_code = 3

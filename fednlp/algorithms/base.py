@@ -9,27 +9,44 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
 from fednlp.config import TrainConfig
 from fednlp.errors import UserError
 
+if TYPE_CHECKING:
+    from fednlp.federation.client_updates import ClientUpdate
+    from fednlp.federation.round_plan import RoundContext
+
 P = TypeVar("P")
 
 
 class Algorithm:
-    """FedAvg's behaviour by default; subclasses override the one hook their rule changes.
+    """FedAvg's behaviour by default; subclasses override the hooks their rule changes.
 
     `default_server_lr` is used when --server-lr is not given; None makes --server-lr required (adaptive
     server optimizers have no learning rate that suits every task). `Options`, a frozen dataclass, declares
     the options a plugin algorithm reads from --algorithm-options "key=value,...".
+
+    The round, as the runtime calls it (fednlp/federation/runtime.py; docs/extending.md):
+      begin_round(ctx)                                          every rank, before any client
+      per client: make_client_optimizer(params) -> local steps (adjust_gradients after each backward)
+                  -> process_client_update(update, ctx)         before the update is accumulated
+      one Allreduce of the weighted updates and the `slots` sums
+      server_step(global_flat, aggregate, ctx)                  every rank; ctx.sums holds the slots' sums
     """
 
     name: ClassVar[str]
     default_server_lr: ClassVar[float | None] = 1.0
     Options: ClassVar[type | None] = None
+    # Names of per-round sums this algorithm adds (update.add(name, value)); they travel in the round's one
+    # Allreduce, in the same buffer as the update, and reach the server step as ctx.sums[name].
+    slots: ClassVar[tuple[str, ...]] = ()
+    # True when process_client_update needs update.loss_global: the client's mean loss over its whole
+    # training data at the global weights (one extra forward pass per client, before local training).
+    needs_global_loss: ClassVar[bool] = False
 
     def __init__(self, config: TrainConfig):
         self.config = config
@@ -41,17 +58,31 @@ class Algorithm:
         self.options = parse_options(config.algorithm_options, self.Options, label)
 
     # -- client side -----------------------------------------------------------------------------
+    def begin_round(self, ctx: RoundContext) -> None:
+        """Before the round's first client, on every rank."""
+
+    def make_client_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer | None:
+        """The local optimizer over `params` (built once, its state cleared for each client); None = the
+        one --optimizer/--lr/--weight-decay name. A hook for e.g. DP-SGD inside the client."""
+        return None
+
     def adjust_gradients(self, params: list[torch.Tensor], global_params: list[torch.Tensor]) -> None:
         """Called after each local backward pass, before clipping and the optimizer step.
 
         `global_params` are views of the round's global weights, shaped like `params`: read them, never write.
         """
 
+    def process_client_update(self, update: ClientUpdate, ctx: RoundContext) -> None:
+        """Called once per client after local training, before its update is accumulated. `update` holds
+        the client's delta (local - global, exact over every trainable weight, sparse rows included: see
+        ClientUpdate.norm / scale_), its aggregation weight (settable), its losses, and `add(slot, value)`."""
+
     # -- server side -----------------------------------------------------------------------------
-    def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, round_idx: int) -> None:
-        """Turn the aggregated client update (weighted mean of local - global) into the next global model,
-        in place. `mean_update` is the runtime's scratch buffer: a step may overwrite it."""
-        global_flat.add_(mean_update, alpha=self.server_lr)
+    def server_step(self, global_flat: torch.Tensor, aggregate: torch.Tensor, ctx: RoundContext) -> None:
+        """Turn the aggregated client update (sum of weight * (local - global); with the samplers' weights, a
+        weighted mean) into the next global model, in place. `aggregate` is the runtime's scratch buffer: a
+        step may overwrite it. Randomness must come from ctx.generator (identical on every rank)."""
+        global_flat.add_(aggregate, alpha=self.server_lr)
 
     def state_dict(self) -> dict[str, Any]:
         """Server state carried across rounds (checkpointed): tensors and numbers only."""

@@ -33,7 +33,7 @@ class FedAvgM(Algorithm):
         self.params = FedAvgMParams() if momentum is None else FedAvgMParams(momentum)
         self.velocity: torch.Tensor | None = None
 
-    def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, round_idx: int) -> None:
+    def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, ctx: Any) -> None:
         if self.velocity is None:
             self.velocity = torch.zeros_like(global_flat)
         self.velocity = self.velocity.to(global_flat.device)  # a no-op unless loaded from a checkpoint on the CPU

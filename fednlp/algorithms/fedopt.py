@@ -47,7 +47,7 @@ class AdaptiveServer(Algorithm):
     def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> None:
         raise NotImplementedError
 
-    def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, round_idx: int) -> None:
+    def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, ctx: Any) -> None:
         p = self.params
         if self.m is None or self.v is None:
             self.m = torch.zeros_like(global_flat)
@@ -124,7 +124,7 @@ class FedOpt(Algorithm):
         self._pending: dict[str, Any] | None = None
         self._bound: torch.Tensor | None = None
 
-    def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, round_idx: int) -> None:
+    def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, ctx: Any) -> None:
         if self.optimizer is None:
             self._bound = global_flat  # the runtime's global weights, updated in place by step()
             self.optimizer = self.make([global_flat], self.config, self.server_lr)

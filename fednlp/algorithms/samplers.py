@@ -16,7 +16,7 @@ import numpy as np
 
 from fednlp.algorithms.registry import Registry
 from fednlp.errors import UserError
-from fednlp.federation.cohort import round_rng
+from fednlp.federation.cohort import Stream, round_rng
 
 
 class Sampler:
@@ -30,6 +30,10 @@ class Sampler:
 
     def aggregation_weights(self, cohort: np.ndarray, client_sizes: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def expected_cohort_size(self, client_sizes: np.ndarray, k: int) -> float:
+        """E[|cohort|]: k for the fixed-size samplers; a sampler whose cohort size varies says its mean."""
+        return float(k)
 
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler", "--sampler", Sampler, "fednlp.samplers", ())
@@ -46,7 +50,7 @@ def get_sampler(name: str) -> type[Sampler]:
 def _uniform_cohort(seed: int, round_idx: int, n_clients: int, k: int) -> np.ndarray:
     if k > n_clients:
         raise UserError(f"--clients-per-round {k} exceeds the {n_clients} clients")
-    rng = round_rng(seed, round_idx, 0)
+    rng = round_rng(seed, round_idx, Stream.COHORT)
     return np.sort(rng.choice(n_clients, size=k, replace=False))
 
 
@@ -121,7 +125,7 @@ class ActivitySampler(Sampler):
     def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
         pi = inclusion_probabilities(client_sizes, k)
         certain = np.flatnonzero(pi >= 1.0)
-        rng = round_rng(seed, round_idx, 0)
+        rng = round_rng(seed, round_idx, Stream.COHORT)
         order = rng.permutation(np.flatnonzero((pi > 0) & (pi < 1.0)))
         slots = k - len(certain)
         ends = np.cumsum(pi[order])

@@ -58,9 +58,11 @@ class LocalTrainer:
         self.timer = timer
         self.algorithm = algorithm
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = self._make_optimizer()
+        custom = algorithm.make_client_optimizer(self.params) if algorithm is not None else None
+        self.optimizer = custom if custom is not None else self._make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
         self.steps_done = 0
+        self._loss_first: torch.Tensor | None = None
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         if self.config.optimizer == "sgd":
@@ -72,14 +74,23 @@ class LocalTrainer:
         self.optimizer.state.clear()
 
     def train(self, rows: np.ndarray, batches: list[np.ndarray], global_params: list[torch.Tensor] | None = None) -> int:
-        """Run one optimizer step per batch of positions into `rows`; returns the number of steps."""
+        """Run one optimizer step per batch of positions into `rows`; returns the number of steps.
+
+        The batches' losses are kept on the device (no sync per step): `losses()` reads them once."""
         self.model.train()
+        self._loss_first = self._loss_last = None
+        self._loss_sum = torch.zeros((), device=self.device)
         for positions in batches:
             start = time.perf_counter()
             batch = self.features.batch(rows[positions], self.device)
             start = self.timer.add("data_loading", start)
             with autocast(self.device, self.config.precision):
                 loss = self.task.loss(self.model, batch)
+            detached = loss.detach().float()
+            self._loss_sum += detached
+            if self._loss_first is None:
+                self._loss_first = detached
+            self._loss_last = detached
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(self.optimizer)
@@ -97,4 +108,24 @@ class LocalTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.timer.add("local_training", start)
         self.steps_done += len(batches)
+        self._steps = len(batches)
         return len(batches)
+
+    def losses(self) -> tuple[float, float, float]:
+        """(first batch, mean over the batches, last batch) losses of the last `train` call."""
+        if self._loss_first is None:
+            return math.nan, math.nan, math.nan
+        values = torch.stack([self._loss_first, self._loss_sum / self._steps, self._loss_last]).tolist()
+        return values[0], values[1], values[2]
+
+    @torch.no_grad()
+    def mean_loss(self, rows: np.ndarray, batch_size: int) -> float:
+        """Mean of the batch losses over `rows` at the model's current weights, in eval mode (no dropout)."""
+        self.model.eval()
+        total, count = torch.zeros((), device=self.device), 0
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i : i + batch_size]
+            with autocast(self.device, self.config.precision):
+                total += self.task.loss(self.model, self.features.batch(chunk, self.device)).float() * len(chunk)
+            count += len(chunk)
+        return float(total) / max(count, 1)

@@ -15,6 +15,7 @@ the weights are final coefficients: every rank knows them all, so no weight sum 
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -23,22 +24,22 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from fednlp.algorithms.registry import get_algorithm
 from fednlp.algorithms.samplers import Sampler, get_sampler
 from fednlp.config import TrainConfig
 from fednlp.data.datafile import read_attributes
 from fednlp.data.feature_cache import file_sha256
-from fednlp.errors import RunInterrupted, UserError
+from fednlp.errors import RunDiverged, RunInterrupted, UserError
 from fednlp.federation.checkpoint import Checkpoint, load_latest_checkpoint, save_checkpoint
-from fednlp.federation.client_updates import (DenseClientUpdates, SparseEmbeddingClientUpdates, sparse_embedding,
+from fednlp.federation.callbacks import Callback, MetricsFile, Progress, RoundEnd, TensorBoard
+from fednlp.federation.client_updates import (ClientUpdate, DenseClientUpdates, SparseEmbeddingClientUpdates, sparse_embedding,
                                               touched_rows)
 from fednlp.federation.clients import read_clients
-from fednlp.federation.cohort import assign_to_ranks, round_rng
 from fednlp.federation.communicator import make_communicator
 from fednlp.federation.flat import FlatParameters
 from fednlp.federation.local_training import LocalTrainer, batch_plan
+from fednlp.federation.round_plan import RoundPlan, client_rng, plan_round
 from fednlp.federation.session import Session, base_result, finish, open_session, path_stem
 
 
@@ -77,6 +78,11 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
     return finish(session, result, history)
 
 
+# The runtime's own sums in the round's buffer, after the update and before the algorithm's `slots`.
+STOP, LOSS, LOSS_WEIGHT, PLANNED_WEIGHT, NONFINITE = range(5)
+RUNTIME_SLOTS = 5
+
+
 class Federation:
     """Holds the flat global weights, the accumulation buffer and the local trainer for a whole run."""
 
@@ -90,8 +96,15 @@ class Federation:
         self.flat = FlatParameters(session.model)
         self.global_flat = self.flat.flat.clone()
         self.global_views = self.flat.views_of(self.global_flat)
-        # The last slot holds this round's stop votes (see the module docstring).
-        self.accumulator = torch.zeros(self.flat.numel + 1, dtype=torch.float32, device=session.device)
+        # One buffer, one Allreduce per round: [weighted updates | the runtime's sums | the algorithm's slots].
+        self.slot_index = {name: i for i, name in enumerate(algorithm.slots)}
+        self.accumulator = torch.zeros(self.flat.numel + RUNTIME_SLOTS + len(self.slot_index), dtype=torch.float32,
+                                       device=session.device)
+        self.updates = self.accumulator[: self.flat.numel]
+        self.runtime_sums = self.accumulator[self.flat.numel : self.flat.numel + RUNTIME_SLOTS]
+        # The algorithm's sums are added on the host per client (a device write per add would sync) and
+        # copied into the buffer once per round.
+        self.slot_values = torch.zeros(len(self.slot_index), dtype=torch.float64)
         self.trainer = LocalTrainer(session.model, session.task, session.features, self.config, session.device,
                                     session.timer, algorithm)
         embedding = sparse_embedding(session.model, self.flat, self.config, algorithm)
@@ -99,6 +112,7 @@ class Federation:
         self.client_updates = (SparseEmbeddingClientUpdates(self.flat, self.global_flat, embedding) if self.sparse
                                else DenseClientUpdates(self.flat, self.global_flat))
         self._rows: dict[int, np.ndarray] = {}
+        self.history: list[dict[str, Any]] = []  # every round's record so far (checkpointed)
         self.round_loop_s = 0.0
 
     def client_rows(self, client: int) -> np.ndarray:
@@ -107,33 +121,44 @@ class Federation:
         return self._rows[client]
 
     def run(self, start_round: int = 0, history: list[dict[str, Any]] | None = None,
-            stop: StopFlag | None = None) -> list[dict[str, Any]]:
+            stop: StopFlag | None = None, callbacks: list[Callback] | None = None) -> list[dict[str, Any]]:
         config, session = self.config, self.session
-        history = list(history or [])
+        history = self.history = list(history or [])
         stop = stop or StopFlag()
+        callbacks = callbacks if callbacks is not None else self.default_callbacks(start_round)
         loop_start = time.perf_counter()
-        bar = tqdm(range(start_round, config.rounds), desc="rounds", unit="round", initial=start_round,
-                   total=config.rounds, disable=session.comm.rank != 0)
-        for round_idx in bar:
-            stopping = self.run_round(round_idx, stop.requested)
-            done = round_idx + 1
-            if done % config.eval_every == 0 or done == config.rounds:
-                metrics = session.evaluate()
-                record = {"round": done, "elapsed_s": round(time.perf_counter() - session.started, 3), **metrics}
+        try:
+            for round_idx in range(start_round, config.rounds):
+                stopping, record = self.run_round(round_idx, stop.requested)
+                done = round_idx + 1
+                evaluated = done % config.eval_every == 0 or done == config.rounds
+                if evaluated:
+                    record.update(session.evaluate())
+                record = {"round": done, "elapsed_s": round(time.perf_counter() - session.started, 3), **record}
                 history.append(record)
-                if session.writer is not None:
-                    session.writer.append_metrics(record)
-                    shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-                    tqdm.write(f"round {done}/{config.rounds}: {shown} ({record['elapsed_s']:.1f}s)")
-            every = config.checkpoint_every
-            if stopping or (every and (done % every == 0 or done == config.rounds)):
-                self.checkpoint(done, history)
-            if stopping:
-                bar.close()
-                raise RunInterrupted(stop.signum or signal.SIGTERM, f"interrupted after round {done} of {config.rounds}; checkpoint in "
-                                     f"{session.run_dir}; continue with: fednlp train --resume {session.run_dir}")
+                event = RoundEnd(done, config.rounds, record, evaluated, stopping)
+                for callback in callbacks:
+                    callback.on_round_end(event)
+                if stopping:
+                    raise RunInterrupted(stop.signum or signal.SIGTERM,
+                                         f"interrupted after round {done} of {config.rounds}; checkpoint in "
+                                         f"{session.run_dir}; continue with: fednlp train --resume {session.run_dir}")
+        finally:
+            for callback in callbacks:
+                callback.on_train_end()
         self.round_loop_s = time.perf_counter() - loop_start
         return history
+
+    def default_callbacks(self, start_round: int) -> list[Callback]:
+        """Checkpoints on every rank (rank 0 writes); progress, metrics file and TensorBoard on rank 0 only."""
+        session, config = self.session, self.config
+        callbacks: list[Callback] = [Checkpointing(self)]
+        if session.writer is not None:
+            callbacks.append(Progress(start_round, config.rounds, enabled=not config.quiet))
+            callbacks.append(MetricsFile(session.writer.append_metrics))
+            if config.report_to == "tensorboard":
+                callbacks.append(TensorBoard(str(session.run_dir / "tensorboard")))
+        return callbacks
 
     def checkpoint(self, completed_rounds: int, history: list[dict[str, Any]]) -> None:
         if self.session.comm.rank != 0:
@@ -163,45 +188,99 @@ class Federation:
             session.writer.rewrite_metrics(checkpoint.history)
         return checkpoint.round, checkpoint.history
 
-    def run_round(self, round_idx: int, stop_requested: Callable[[], bool] = lambda: False) -> bool:
-        """One round; returns whether any rank asked to stop (the same answer on every rank)."""
+    def plan(self, round_idx: int) -> RoundPlan:
+        comm = self.session.comm
+        return plan_round(self.sampler, self.config.seed, round_idx, self.client_sizes, self.config.clients_per_round,
+                          comm.world_size, comm.rank)
+
+    def run_round(self, round_idx: int, stop_requested: Callable[[], bool] = lambda: False
+                  ) -> tuple[bool, dict[str, Any]]:
+        """One round; returns whether any rank asked to stop (the same answer on every rank) and the round's
+        record (training loss, skipped clients)."""
         config, session, timer = self.config, self.session, self.session.timer
-        cohort = self.sampler.sample(config.seed, round_idx, self.client_sizes, config.clients_per_round)
-        weights = self.sampler.aggregation_weights(cohort, self.client_sizes)
-        weight_of = dict(zip(cohort.tolist(), weights.tolist()))
-        # A client without rows or weight would add nothing: every rank skips it, so all agree on `active`.
-        active = {c for c, w in weight_of.items() if w != 0 and len(self.client_rows(c)) > 0}
-        mine = assign_to_ranks(cohort, self.client_sizes, session.comm.world_size)[session.comm.rank]
+        plan = self.plan(round_idx)
+        ctx = plan.context
+        self.algorithm.begin_round(ctx)
         self.client_updates.begin_round()
         self.accumulator.zero_()
-        updates, stop_votes = self.accumulator[:-1], self.accumulator[-1:]
-        for client in mine:
-            if client not in active:
+        self.slot_values.zero_()
+        sums = torch.zeros(RUNTIME_SLOTS, dtype=torch.float64)  # host-side, copied into the buffer once
+        nonfinite: list[int] = []
+        for client in plan.shares[session.comm.rank]:
+            if client not in plan.active:
                 continue
-            rows = self.client_rows(client)
+            update = self.train_client(client, plan)
             start = time.perf_counter()
-            self.client_updates.load_global()
-            timer.add("weight_copy", start)
-            rng = round_rng(config.seed, round_idx, 1, client)
-            torch.manual_seed(int(rng.integers(2**62)))  # dropout depends on the client, not on its rank
-            batches = batch_plan(len(rows), config.batch_size, rng, steps=config.local_steps, epochs=config.local_epochs)
-            self.trainer.reset_optimizer()
-            self.trainer.train(rows, batches, self.global_views)
-            start = time.perf_counter()
-            touched = None
-            if self.sparse:
-                touched = touched_rows(self.session.features.arrays["input_ids"][rows[np.concatenate(batches)]])
-            self.client_updates.accumulate(updates, weight_of[client], touched)
+            if not (math.isfinite(update.loss_mean) and update.is_finite()):
+                nonfinite.append(client)  # left out of the aggregate; the round stops or skips it below
+                sums[NONFINITE] += 1
+                timer.add("aggregation", start)
+                continue
+            self.algorithm.process_client_update(update, ctx)
+            self.client_updates.accumulate(self.updates, update.weight, update.parts)
+            sums[LOSS] += update.weight * update.loss_mean
+            sums[LOSS_WEIGHT] += update.weight
+            sums[PLANNED_WEIGHT] += plan.weight_of(client)
             timer.add("aggregation", start)
         start = time.perf_counter()
         if stop_requested():
-            stop_votes.fill_(1.0)
+            sums[STOP] = 1.0
+        self.runtime_sums.copy_(sums)
+        self.accumulator[self.flat.numel + RUNTIME_SLOTS :].copy_(self.slot_values)
         self._allreduce()
-        if active:
-            self.algorithm.server_step(self.global_flat, updates, round_idx)
+        totals = self.runtime_sums.double().tolist()
+        skipped = int(round(totals[NONFINITE]))
+        if skipped and config.on_nonfinite == "stop":
+            self._diverged(round_idx, nonfinite)
+        if totals[PLANNED_WEIGHT] > 0:
+            if skipped:  # renormalise to the clients kept, as the sampler's weights of the whole cohort sum
+                self.updates.mul_(plan.active_weight / totals[PLANNED_WEIGHT])
+            slot_sums = dict(zip(self.slot_index, self.accumulator[self.flat.numel + RUNTIME_SLOTS :].double().tolist()))
+            self.algorithm.server_step(self.global_flat, self.updates, ctx.with_sums(slot_sums))
+            if not bool(torch.isfinite(self.global_flat.sum())):
+                raise RunDiverged(f"round {round_idx + 1}: the server step of {config.algorithm} made the global "
+                                  f"weights non-finite (NaN or infinity); the last finite checkpoint is kept")
         self.client_updates.end_round()
         timer.add("aggregation", start)
-        return bool(stop_votes.item() > 0)
+        record: dict[str, Any] = {}
+        if totals[LOSS_WEIGHT] > 0:
+            record["train_loss"] = totals[LOSS] / totals[LOSS_WEIGHT]
+        if skipped:
+            record["clients_skipped_nonfinite"] = skipped
+        return bool(totals[STOP] > 0), record
+
+    def train_client(self, client: int, plan: RoundPlan) -> ClientUpdate:
+        """Local training of one client from the global weights; returns its update (the delta lies in the
+        model's own buffer until the next client)."""
+        config, timer = self.config, self.session.timer
+        rows = self.client_rows(client)
+        start = time.perf_counter()
+        self.client_updates.load_global()
+        timer.add("weight_copy", start)
+        rng = client_rng(config.seed, plan.round_idx, client)
+        torch.manual_seed(int(rng.integers(2**62)))  # dropout depends on the client, not on its rank
+        batches = batch_plan(len(rows), config.batch_size, rng, steps=config.local_steps, epochs=config.local_epochs)
+        loss_global = self.trainer.mean_loss(rows, config.eval_batch_size) if self.algorithm.needs_global_loss else None
+        self.trainer.reset_optimizer()
+        steps = self.trainer.train(rows, batches, self.global_views)
+        start = time.perf_counter()
+        touched = None
+        if self.sparse:
+            touched = touched_rows(self.session.features.arrays["input_ids"][rows[np.concatenate(batches)]])
+        parts = self.client_updates.delta(touched)
+        first, mean, last = self.trainer.losses()
+        timer.add("aggregation", start)
+        return ClientUpdate(client, plan.weight_of(client), int(self.client_sizes[client]), steps, first, mean, last,
+                            parts, self.slot_values, self.slot_index, loss_global)
+
+    def _diverged(self, round_idx: int, nonfinite: list[int]) -> None:
+        """Every rank knows a client diverged (the sum); one gather, on this failure path only, says which."""
+        found = [(rank, client) for rank, clients in enumerate(self.session.comm.allgather(nonfinite))
+                 for client in clients]
+        rank, client = found[0]
+        raise RunDiverged(f"round {round_idx + 1}: client {client} (trained on rank {rank}) has a non-finite loss or "
+                          f"update (NaN or infinity); the run stopped before this round's server step and keeps its "
+                          f"last finite checkpoint (--on-nonfinite skip-client leaves such clients out instead)")
 
     def _allreduce(self) -> None:
         if self.session.comm.world_size == 1:
@@ -212,6 +291,18 @@ class Federation:
             host = self.accumulator.cpu().numpy()
             self.session.comm.allreduce_sum_(host)
             self.accumulator.copy_(torch.from_numpy(host))
+
+
+class Checkpointing(Callback):
+    """--checkpoint-every N (and after the last round), and always when the run stops on a signal."""
+
+    def __init__(self, federation: Federation):
+        self.federation = federation
+
+    def on_round_end(self, event: RoundEnd) -> None:
+        every = self.federation.config.checkpoint_every
+        if event.stopping or (every and (event.round % every == 0 or event.round == event.total_rounds)):
+            self.federation.checkpoint(event.round, self.federation.history)
 
 
 class StopFlag:

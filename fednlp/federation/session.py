@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import shutil
@@ -131,20 +132,44 @@ def base_result(session: Session) -> dict[str, Any]:
 
 
 def finish(session: Session, result: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Save the final model (rank 0), then write result.json: the last evaluation's metrics, the best value in
+    the metric's own direction, and the whole history (one record per round)."""
     primary = session.task.primary_metric
-    final = history[-1] if history else {}
+    evaluations = [h for h in history if primary in h]
+    final = evaluations[-1] if evaluations else {}
+    greater = getattr(session.task, "greater_is_better", True)
+    if session.config.save_model and session.writer is not None:
+        result["model_dir"] = str(save_model(session))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     result.update(
         peak_rss_mb_per_rank=[round(m, 1) for m in session.comm.allgather(peak_mb)],
         value=final.get(primary),
-        best_value=max((h[primary] for h in history), default=None),
+        greater_is_better=greater,
+        best_value=(max if greater else min)((h[primary] for h in evaluations), default=None),
         metrics={k: v for k, v in final.items() if k not in ("round", "elapsed_s")},
+        history=history,
         wall_time_s=round(time.perf_counter() - session.started, 3),
     )
     if session.writer is not None:
         session.writer.write_result(result)
         release_run_dir(session.run_dir)
     return result
+
+
+def save_model(session: Session) -> Path:
+    """The final global model and its tokenizer in RUN_DIR/model/, loadable with the task's
+    AutoModelFor...from_pretrained and usable as --model for another run. Written beside, then renamed."""
+    target = session.run_dir / "model"
+    tmp = session.run_dir / f".model.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        session.model.save_pretrained(tmp)
+        session.task.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def versions() -> dict[str, str]:

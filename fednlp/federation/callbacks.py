@@ -1,0 +1,96 @@
+"""What a run does beside the round's math: progress, the metrics file, TensorBoard, checkpoints.
+
+The round loop calls `on_round_end` of each callback after every round (with that round's record: the
+training loss always, the evaluation metrics on evaluation rounds) and `on_train_end` once. Callbacks
+never change the model or the algorithm's state, so a run with or without them trains the same weights.
+Only rank 0 gets the callbacks that write or print (see `default_callbacks`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from fednlp.errors import UserError
+
+
+@dataclass(frozen=True)
+class RoundEnd:
+    """A finished round: `record` is its metrics.jsonl line; `stopping` when the run stops after it."""
+
+    round: int  # completed rounds
+    total_rounds: int
+    record: dict[str, Any]
+    evaluated: bool
+    stopping: bool
+
+
+class Callback:
+    def on_round_end(self, event: RoundEnd) -> None:
+        return None
+
+    def on_train_end(self) -> None:
+        return None
+
+
+class Progress(Callback):
+    """A bar over rounds, with the training loss; a line per evaluation (like HF's Trainer)."""
+
+    def __init__(self, start_round: int, total_rounds: int, enabled: bool):
+        self.bar = tqdm(total=total_rounds, initial=start_round, desc="rounds", unit="round", disable=not enabled)
+
+    def on_round_end(self, event: RoundEnd) -> None:
+        loss = event.record.get("train_loss")
+        if loss is not None:
+            self.bar.set_postfix(train_loss=f"{loss:.4f}", refresh=False)
+        self.bar.update(1)
+        if event.evaluated:
+            shown = " ".join(f"{k}={v:.4f}" for k, v in event.record.items()
+                             if k not in ("round", "elapsed_s") and isinstance(v, (int, float)))
+            self.bar.write(f"round {event.round}/{event.total_rounds}: {shown} ({event.record['elapsed_s']:.1f}s)")
+
+    def on_train_end(self) -> None:
+        self.bar.close()
+
+
+class MetricsFile(Callback):
+    """Appends each round's record to metrics.jsonl (a line per round; evaluation rounds carry the metrics)."""
+
+    def __init__(self, append: Callable[[dict[str, Any]], None]):
+        self.append = append
+
+    def on_round_end(self, event: RoundEnd) -> None:
+        self.append(event.record)
+
+
+class TensorBoard(Callback):
+    """Every number of every round's record as a scalar (`--report-to tensorboard`, HF Trainer's flag name);
+    event files in RUN_DIR/tensorboard."""
+
+    def __init__(self, log_dir: str):
+        self.writer = tensorboard_writer(log_dir)
+
+    def on_round_end(self, event: RoundEnd) -> None:
+        for key, value in event.record.items():
+            if key != "round" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                self.writer.add_scalar(key, value, event.round)
+        self.writer.flush()
+
+    def on_train_end(self) -> None:
+        self.writer.close()
+
+
+def tensorboard_writer(log_dir: str) -> Any:
+    """The tensorboard package's own SummaryWriter (torch.utils.tensorboard needs the same package)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--report-to tensorboard needs the `tensorboard` package: pip install tensorboard "
+                        "(or pip install 'fednlp[tensorboard]')") from None
+    return SummaryWriter(log_dir=log_dir)
+
+
+REPORTERS = ("none", "tensorboard")
