@@ -108,6 +108,8 @@ class TrainConfig(RunConfig):
                                  default="sgd")
     algorithm_options: str | None = _opt("options of a plugin algorithm, 'key=value,key=value' (see its docs)")
     checkpoint_every: int | None = _opt("write a checkpoint every N rounds (and after the last round)")
+    holdout_clients: float = _opt("keep a seeded fraction of the clients out of every cohort (recorded in "
+                                  "result.json; user-level membership inference's non-members)", default=0.0)
     on_nonfinite: str = _opt("a client whose loss or update is NaN or infinite: stop (exit 3, the last finite "
                              "checkpoint kept) or skip-client (left out of the round, the rest renormalised)",
                              default="stop")
@@ -130,6 +132,8 @@ class TrainConfig(RunConfig):
         for name in ("server_lr", "tau"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.holdout_clients < 1:
+            raise UserError(f"--holdout-clients must be a fraction in [0, 1), got {self.holdout_clients}")
         if self.on_nonfinite not in ("stop", "skip-client"):
             raise UserError(f"--on-nonfinite must be stop or skip-client, got {self.on_nonfinite!r}")
         if self.checkpoint_every is not None and self.checkpoint_every <= 0:

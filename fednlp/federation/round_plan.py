@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from fednlp.federation.cohort import Stream, assign_to_ranks, round_generator, round_rng
+from fednlp.federation.cohort import Stream, assign_to_ranks, round_generator, round_rng, run_rng
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,18 @@ class RoundPlan:
 
 
 def plan_round(sampler, seed: int, round_idx: int, client_sizes: np.ndarray, clients_per_round: int,
-               world_size: int = 1, rank: int = 0) -> RoundPlan:
+               world_size: int = 1, rank: int = 0, eligible: np.ndarray | None = None) -> RoundPlan:
+    """`eligible` (sorted client ids) restricts the population the sampler sees (e.g. without held-out
+    clients): it samples and weights among them alone, and the plan speaks of the real client ids."""
     sizes = np.asarray(client_sizes)
-    cohort = np.asarray(sampler.sample(seed, round_idx, sizes, clients_per_round), dtype=np.int64)
-    weights = np.asarray(sampler.aggregation_weights(cohort, sizes), dtype=np.float64)
+    pool = sizes if eligible is None else sizes[eligible]
+    cohort = np.asarray(sampler.sample(seed, round_idx, pool, clients_per_round), dtype=np.int64)
+    weights = np.asarray(sampler.aggregation_weights(cohort, pool), dtype=np.float64)
+    if eligible is not None:
+        cohort = np.asarray(eligible, dtype=np.int64)[cohort]  # increasing, so still sorted
     active = frozenset(int(c) for c, w in zip(cohort, weights) if w != 0 and sizes[c] > 0)
     shares = tuple(tuple(s) for s in assign_to_ranks(cohort, sizes, world_size))
-    context = make_context(seed, round_idx, cohort, len(sizes), sampler.expected_cohort_size(sizes, clients_per_round),
+    context = make_context(seed, round_idx, cohort, len(pool), sampler.expected_cohort_size(pool, clients_per_round),
                            world_size, rank)
     return RoundPlan(round_idx, cohort, weights, active, shares, context)
 
@@ -87,3 +92,10 @@ def plan_round(sampler, seed: int, round_idx: int, client_sizes: np.ndarray, cli
 def client_rng(seed: int, round_idx: int, client: int) -> np.random.Generator:
     """A client's batch order and dropout seed in a round: independent of the rank that trains it."""
     return round_rng(seed, round_idx, Stream.CLIENT, client)
+
+
+def holdout_clients(seed: int, n_clients: int, fraction: float) -> np.ndarray:
+    """A seeded set of round(fraction * n) clients kept out of every cohort (e.g. membership-inference
+    non-members), sorted."""
+    count = int(round(fraction * n_clients))
+    return np.sort(run_rng(seed, Stream.HOLDOUT).choice(n_clients, size=count, replace=False))

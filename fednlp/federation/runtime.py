@@ -39,7 +39,7 @@ from fednlp.federation.clients import read_clients
 from fednlp.federation.communicator import make_communicator
 from fednlp.federation.flat import FlatParameters
 from fednlp.federation.local_training import LocalTrainer, batch_plan
-from fednlp.federation.round_plan import RoundPlan, client_rng, plan_round
+from fednlp.federation.round_plan import RoundPlan, client_rng, holdout_clients, plan_round
 from fednlp.federation.session import Session, base_result, finish, open_session, path_stem
 
 
@@ -54,11 +54,12 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
     sampler = get_sampler(config.sampler)()
     clients = read_clients(config.partition, config.method, len(read_attributes(config.data)["index_list"]),
                            config.data)
-    if config.clients_per_round > clients.n_clients:
+    held_out = holdout_clients(config.seed, clients.n_clients, config.holdout_clients)
+    if config.clients_per_round > clients.n_clients - len(held_out):
         raise UserError(f"--clients-per-round {config.clients_per_round} exceeds the {clients.n_clients} clients "
-                        f"of {config.method!r}")
+                        f"of {config.method!r}" + (f" less the {len(held_out)} held out" if len(held_out) else ""))
     session = open_session(config, comm, default_run_name(config), resume=resume)
-    federation = Federation(session, algorithm, clients, sampler)
+    federation = Federation(session, algorithm, clients, sampler, held_out)
     start_round, history = federation.restore() if resume else (0, [])
     with stop_on_signals() as stop:
         history = federation.run(start_round, history, stop)
@@ -71,6 +72,8 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
         rounds=config.rounds,
         clients_per_round=config.clients_per_round,
         n_clients=clients.n_clients,
+        holdout_clients=held_out.tolist(),
+        clients_trained=federation.participants(config.rounds),
         round_loop_s=round(federation.round_loop_s, 3),
         local_steps_total=int(sum(session.comm.allgather(federation.trainer.steps_done))),
         timing_s={k: round(v, 4) for k, v in sorted(session.timer.seconds.items())},
@@ -86,13 +89,16 @@ RUNTIME_SLOTS = 5
 class Federation:
     """Holds the flat global weights, the accumulation buffer and the local trainer for a whole run."""
 
-    def __init__(self, session: Session, algorithm: Any, clients: Any, sampler: Sampler | None = None):
+    def __init__(self, session: Session, algorithm: Any, clients: Any, sampler: Sampler | None = None,
+                 held_out: np.ndarray | None = None):
         self.session = session
         self.config: TrainConfig = session.config  # type: ignore[assignment]
         self.algorithm = algorithm
         self.sampler = sampler if sampler is not None else get_sampler(self.config.sampler)()
         self.clients = clients
         self.client_sizes = clients.sizes
+        held_out = np.asarray([] if held_out is None else held_out, dtype=np.int64)
+        self.eligible = None if len(held_out) == 0 else np.setdiff1d(np.arange(clients.n_clients), held_out)
         self.flat = FlatParameters(session.model)
         self.global_flat = self.flat.flat.clone()
         self.global_views = self.flat.views_of(self.global_flat)
@@ -191,7 +197,11 @@ class Federation:
     def plan(self, round_idx: int) -> RoundPlan:
         comm = self.session.comm
         return plan_round(self.sampler, self.config.seed, round_idx, self.client_sizes, self.config.clients_per_round,
-                          comm.world_size, comm.rank)
+                          comm.world_size, comm.rank, self.eligible)
+
+    def participants(self, rounds: int) -> list[int]:
+        """Every client that trained in rounds 0..rounds-1 (plans are pure: a resumed run gets the same list)."""
+        return sorted(set().union(*(self.plan(r).active for r in range(rounds))))
 
     def run_round(self, round_idx: int, stop_requested: Callable[[], bool] = lambda: False
                   ) -> tuple[bool, dict[str, Any]]:
