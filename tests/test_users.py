@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from fednlp.cli import main
-from fednlp.data.datafile import DataFile, read_data_file
+from fednlp.data.datafile import DataFile, read_data_file, write_data_file
+from fednlp.data_partition.partition_file import read_partition
 from fednlp.data.readers import ReaderOptions, get_reader
 from fednlp.data.readers.users import normalised_address, scaled_ranks
 
@@ -200,3 +201,105 @@ def test_bad_user_columns_are_one_line_exit_2(dataset: str, name: str, content: 
     argv = prepare_argv(dataset, write(tmp_path / name, content), out, "--text-column", "text", "--label-column",
                         "label", *option)
     assert_one_line_error(argv, expected, capsys, out)
+
+
+# ---------------------------------------------------------------- natural partitions over users
+
+
+def tiny_users_file(path: Path) -> Path:
+    """8 train and 4 test examples by users a (4 train), b (3), c (1), d (test only)."""
+    users = ["a", "b", "a", "c", "b", "a", "b", "a", "a", "c", "d", "b"]
+    data = DataFile("text_classification", {"X": [f"text {i}" for i in range(12)], "Y": ["x", "y"] * 6,
+                                             "user": users, "order": [float(i) for i in range(12)]},
+                    list(range(8)), list(range(8, 12)), {"x": 0, "y": 1})
+    write_data_file(data, path)
+    return path
+
+
+def partition_argv(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["partition", "--data", str(data), "--out", str(out), "--method", "natural", "--field", "user", *extra]
+
+
+def test_natural_min_examples_drops_light_users_and_says_so(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    data, out = tiny_users_file(tmp_path / "users.h5"), tmp_path / "part.h5"
+    assert main(partition_argv(data, out, "--clients", "2", "--min-examples", "3")) == 0
+    printed = capsys.readouterr().out
+    assert "wrote group natural_clients=2_field=user_min_examples=3" in printed
+    assert ("dropped 1 clients with fewer than 3 train examples (--min-examples): 1 train and 1 test examples "
+            "are in no client") in printed
+    stored = read_partition(out, "natural_clients=2_field=user_min_examples=3")
+    assert [c.tolist() for c in stored.train] == [[0, 2, 5, 7], [1, 4, 6]]  # a, b; c's example 3 is dropped
+    assert [c.tolist() for c in stored.test] == [[8], [11]]  # c's test example 9 dropped, d has no client
+    assert (stored.values["min_examples"], stored.values["dropped_clients"], stored.values["dropped_train_examples"],
+            stored.values["dropped_test_examples"]) == (3, 1, 1, 1)
+    assert list(stored.values["client_names"]) in (["a", "b"], [b"a", b"b"])
+
+
+def test_natural_without_min_examples_keeps_every_user_and_the_old_name(tmp_path: Path) -> None:
+    data, out = tiny_users_file(tmp_path / "users.h5"), tmp_path / "part.h5"
+    assert main(partition_argv(data, out, "--clients", "3")) == 0
+    stored = read_partition(out, "natural_clients=3_field=user")
+    assert [len(c) for c in stored.train] == [4, 3, 1] and "dropped_clients" not in stored.values
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--clients", "3", "--min-examples", "3"], "has 2 distinct values over the training examples with at least 3 "
+                                                "training examples (1 dropped by --min-examples), one client each: "
+                                                "give --clients 2, not 3"),
+    (["--clients", "3", "--min-examples", "0"], "--min-examples must be at least 1, got 0"),
+    (["--clients", "1", "--min-examples", "5"], "has 0 distinct values"),
+])
+def test_natural_min_examples_errors_are_one_line_exit_2(extra: list[str], expected: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    data, out = tiny_users_file(tmp_path / "users.h5"), tmp_path / "part.h5"
+    assert_one_line_error(partition_argv(data, out, *extra), expected, capsys)
+    assert not out.exists()
+
+
+def test_min_examples_applies_to_natural_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tiny_users_file(tmp_path / "users.h5")
+    argv = ["partition", "--data", str(data), "--out", str(tmp_path / "p.h5"), "--method", "uniform", "--clients",
+            "2", "--min-examples", "2"]
+    assert_one_line_error(argv, "--min-examples does not apply to --method uniform", capsys)
+
+
+@pytest.fixture(scope="module")
+def news_users(news: DataFile, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The real 20 Newsgroups data file partitioned over its 121 authors of ten or more posts (one client each:
+    the 5,754-client partition of every author takes long to write in FedNLP's one-dataset-per-client layout)."""
+    root = tmp_path_factory.mktemp("news_users")
+    data, part = root / "news.h5", root / "part.h5"
+    write_data_file(news, data)
+    assert main(partition_argv(data, part, "--clients", "121", "--min-examples", "10")) == 0
+    return data, part
+
+
+def test_natural_users_on_20news_give_one_client_per_heavy_author(news: DataFile,
+                                                                  news_users: tuple[Path, Path]) -> None:
+    data, part = news_users
+    heavy = read_partition(part, "natural_clients=121_field=user_min_examples=10")
+    sizes = np.array([len(c) for c in heavy.train])
+    assert sizes.min() == 10 and sizes.max() == 73 and sizes.sum() == 2037
+    train_users = collections.Counter(news.fields["user"][i] for i in news.train_index_list)
+    assert sorted(sizes.tolist()) == sorted(n for n in train_users.values() if n >= 10)
+    assert (heavy.values["dropped_clients"], heavy.values["dropped_train_examples"]) == (5754 - 121, 11314 - 2037)
+    assert all(len({news.fields["user"][i] for i in client}) == 1 for client in heavy.train)  # one author each
+
+
+def test_partition_stats_reports_and_plots_client_sizes(news_users: tuple[Path, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    data, part = news_users
+    plot = tmp_path / "sizes.png"
+    assert main(["partition-stats", "--data", str(data), "--partition", str(part), "--sizes-plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "train sizes      10-99: 121 (clients per size range); the largest 10% of clients hold" in out
+    assert "min examples     dropped 5633 clients with fewer than 10 train examples" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_size_ranges_by_hand() -> None:
+    from fednlp.data_partition.client_sizes import size_decades, top_decile_share
+
+    assert size_decades(np.array([0, 1, 1, 2, 9, 10, 99, 100, 1000])) == "0: 1  1: 2  2-9: 2  10-99: 2  100-999: 1  1000-9999: 1"
+    assert top_decile_share(np.array([1] * 9 + [91])) == 0.91

@@ -50,7 +50,8 @@ def add_partition(data_path: str | os.PathLike, partition_path: str | os.PathLik
     result = METHODS[params.method](job, params, np.random.default_rng(params.seed))
     train_clients = [train[p] for p in result.train]
     test_clients = [test[p] for p in result.test]
-    _check_exact_cover(train_clients, train, params.method)
+    kept = train if result.dropped_train is None else np.delete(train, result.dropped_train)
+    _check_exact_cover(train_clients, kept, params.method)
     content = partition_content(train_clients, test_clients, {**settings, **result.extras})
     write_groups(partition_path, {name: content, **result.side_groups}, overwrite)
     return name

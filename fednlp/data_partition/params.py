@@ -15,6 +15,7 @@ PARAMETER_FLAGS = {
     "clusters": "--clusters",
     "labels_per_client": "--labels-per-client",
     "field": "--field",
+    "min_examples": "--min-examples",
 }
 
 
@@ -27,6 +28,7 @@ class PartitionParams:
     clusters: int | None = None
     labels_per_client: int | None = None
     field: str | None = None
+    min_examples: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,6 +58,8 @@ class PartitionParams:
         if self.labels_per_client is not None:
             value = self.labels_per_client
             _require(value >= 1, f"--labels-per-client must be at least 1, got {value}")
+        if self.min_examples is not None:
+            _require(self.min_examples >= 1, f"--min-examples must be at least 1, got {self.min_examples}")
         if self.field is not None:
             valid = bool(self.field) and "/" not in self.field
             _require(valid, f"--field must be a data-file field name, got {self.field!r}")
@@ -64,12 +68,14 @@ class PartitionParams:
         """FedNLP's group name: `<method>_clients=<n>` then `_<key>=<value>` per named parameter."""
         method = METHODS[self.method]
         parts = [f"{self.method}_clients={self.n_clients}"]
-        parts += [f"{key}={getattr(self, name)}" for name, key in method.in_name.items()]
+        parts += [f"{key}={getattr(self, name)}" for name, key in method.in_name.items()
+                  if getattr(self, name) is not None]  # an unset option (--min-examples) is not in the name
         return "_".join(parts)
 
     def stored_values(self) -> dict[str, object]:
         """The scalars stored in the group: the method's parameters and the seed."""
-        return {name: getattr(self, name) for name in METHODS[self.method].parameters} | {"seed": self.seed}
+        values = {name: getattr(self, name) for name in METHODS[self.method].parameters} | {"seed": self.seed}
+        return {name: value for name, value in values.items() if value is not None}  # unset options: absent
 
 
 def _require(condition: bool, message: str) -> None:

@@ -8,6 +8,7 @@ out only when no client can own it (a natural group or a pathological label abse
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class PartitionResult:
     test: list[np.ndarray]
     extras: dict[str, Any] = field(default_factory=dict)
     side_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped_train: np.ndarray | None = None  # positions left out on purpose (natural's --min-examples)
 
 
 @register_method("uniform")
@@ -91,20 +93,37 @@ def niid_cluster(job: PartitionJob, params: PartitionParams, rng: np.random.Gene
     return result
 
 
-@register_method("natural", ("field",), {"field": "field"}, defaults={"field": "source"})
+@register_method("natural", ("field", "min_examples"), {"field": "field", "min_examples": "min_examples"},
+                 defaults={"field": "source", "min_examples": None})
 def natural(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
-    """One client per value of a per-example field (SubjQA domain, SQuAD article title)."""
+    """One client per value of a per-example field (SubjQA domain, SQuAD article title, a user).
+
+    --min-examples K drops the values with fewer than K training examples, their train and test examples
+    with them; the group records how many (dropped_clients, dropped_train_examples, dropped_test_examples).
+    """
     values = field_values(job.data, params.field, job.data_path)
-    groups = np.array(sorted(set(values[job.train].tolist())), dtype=object)
+    train_values, test_values = values[job.train], values[job.test]
+    counts = collections.Counter(train_values.tolist())
+    least = params.min_examples or 1
+    groups = np.array(sorted(value for value, count in counts.items() if count >= least), dtype=object)
+    dropped = len(counts) - len(groups)
+    kept = f" with at least {least} training examples ({dropped} dropped by --min-examples)" if dropped else ""
     if len(groups) != params.n_clients:
         raise UserError(
             f"field {params.field!r} of {job.data_path} has {len(groups)} distinct values over the training "
-            f"examples, one client each: give --clients {len(groups)}, not {params.n_clients}"
+            f"examples{kept}, one client each: give --clients {len(groups)}, not {params.n_clients}"
         )
+    kept_values = set(groups.tolist())
+    dropped_train = np.array([i for i, v in enumerate(train_values.tolist()) if v not in kept_values], dtype=np.int64)
+    extras: dict[str, Any] = {"client_names": groups}
+    if params.min_examples is not None:
+        extras |= {"dropped_clients": dropped, "dropped_train_examples": len(dropped_train),
+                   "dropped_test_examples": sum(v in counts and v not in kept_values for v in test_values.tolist())}
     return PartitionResult(
-        methods.natural_split(values[job.train], groups),
-        methods.natural_split(values[job.test], groups),
-        extras={"client_names": groups},
+        methods.natural_split(train_values, groups),
+        methods.natural_split(test_values, groups),
+        extras=extras,
+        dropped_train=dropped_train,
     )
 
 

@@ -9,12 +9,14 @@ labels (labels.py); QA and seq2seq use a k-means clustering stored in the partit
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 
 from fednlp.data.datafile import DataFile, read_data_file
+from fednlp.data_partition.client_sizes import dropped_line, plot_client_sizes, size_decades, top_decile_share
 from fednlp.data_partition.labels import PartitionLabels, cluster_labels, has_labels, task_labels
 from fednlp.data_partition.partition_file import (
     check_fits_data,
@@ -34,6 +36,7 @@ class PartitionStats:
     test_sizes: np.ndarray
     label_counts: np.ndarray | None  # clients x labels, train examples
     labels: PartitionLabels | None
+    values: dict[str, Any] = field(default_factory=dict)  # the group's stored scalars (parameters, drops)
 
     @property
     def label_distance(self) -> float | None:
@@ -68,7 +71,7 @@ def partition_stats(
     counts = client_label_counts(stored.train, labels.ids, labels.n_labels) if labels else None
     sizes = np.array([len(c) for c in stored.train])
     test_sizes = np.array([len(c) for c in stored.test])
-    return PartitionStats(name, stored.n_clients, sizes, test_sizes, counts, labels)
+    return PartitionStats(name, stored.n_clients, sizes, test_sizes, counts, labels, stored.values)
 
 
 def partition_stats_report(
@@ -76,11 +79,14 @@ def partition_stats_report(
     partition_path: str | os.PathLike,
     method: str | None = None,
     plot_path: str | os.PathLike | None = None,
+    sizes_plot_path: str | os.PathLike | None = None,
 ) -> str:
     """The text report of one partition group (or every group, or every group of a method)."""
     data = read_data_file(data_path)
     names = _select_groups(partition_path, method)
     stats = [partition_stats(data, partition_path, data_path, name) for name in names]
+    if sizes_plot_path is not None:
+        plot_client_sizes([(s.name, s.train_sizes) for s in stats], sizes_plot_path)
     if plot_path is not None:
         plot_heat_maps(stats, plot_path, data_path)
     return "\n".join(format_stats(s) for s in stats)
@@ -92,7 +98,11 @@ def format_stats(s: PartitionStats) -> str:
         f"  clients          {s.n_clients} ({s.train_sizes.sum()} train and {s.test_sizes.sum()} test examples)",
         f"  train size       {_spread(s.train_sizes)}",
         f"  test size        {_spread(s.test_sizes)}",
+        f"  train sizes      {size_decades(s.train_sizes)} (clients per size range); the largest 10% of clients "
+        f"hold {top_decile_share(s.train_sizes):.1%} of the train examples",
     ]
+    if dropped := dropped_line(s.values):
+        lines.append(f"  min examples     {dropped}")
     if s.labels is None:
         lines.append("  label distance   n/a (no labels: run a niid_cluster partition to store k-means clusters)")
     else:
