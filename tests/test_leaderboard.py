@@ -11,20 +11,32 @@ import pytest
 import yaml
 
 from fednlp.errors import UserError
-from fednlp.results.leaderboard import COLUMNS, leaderboard_rows, load_runs, render, write_leaderboard
+from fednlp.results.leaderboard import COLUMNS, leaderboard_rows, load_runs, render, setting_columns, write_leaderboard
+from fednlp.results.plots import write_study_plots
 from fednlp.results.run_files import RunWriter
 
 PARTITION = "niid_label_clients=100_alpha=1.0"
 
 
-def make_run(root, name, value, algorithm="fedavg", partition=PARTITION, seed=0, curve=True, **extra):
+def make_run(root, name, value, algorithm="fedavg", partition=PARTITION, seed=0, curve=True, config=None, **extra):
+    centralized = algorithm == "centralized"
+    resolved = {"data": "data/20news.h5", "model": extra.get("model", "minilm"), "max_seq_length": 64,
+                "batch_size": 16, "lr": 1e-4, "optimizer": "adamw", "seed": seed, "out": f"runs/{name}",
+                "overwrite": False}
+    if centralized:
+        resolved.update(steps=300)
+    else:
+        resolved.update(partition="data/20news_p.h5", method=partition, algorithm=algorithm, rounds=3,
+                        clients_per_round=10, local_steps=10, mu=None)
+    resolved.update(config or {})
     result = {
         "task": "text_classification", "dataset": "20news", "model": "minilm",
-        "partition_method": None if algorithm == "centralized" else partition,
-        "algorithm": algorithm, "rounds": 3, "clients_per_round": None if algorithm == "centralized" else 10,
+        "partition_method": None if centralized else partition,
+        "algorithm": algorithm, "rounds": 3, "clients_per_round": None if centralized else 10,
         "world_size": 1, "metric": "accuracy", "value": value, "best_value": value,
         "metrics": {"accuracy": value, "macro_f1": value - 0.02}, "wall_time_s": 100.0, "seed": seed,
-        "versions": {"fednlp": "0.1.0"}, **extra,
+        "versions": {"fednlp": "0.1.0"}, "config": resolved, "data_sha256": "d" * 64, "local_steps_total": 300,
+        **({} if centralized else {"partition_sha256": "p" * 64}), **extra,
     }
     writer = RunWriter(root / name)
     writer.write_result(result)
@@ -81,11 +93,13 @@ def test_markdown_table(runs_dir):
     text = render(leaderboard_rows(load_runs(runs_dir)), "markdown")
     lines = text.splitlines()
     assert lines[0] == "| " + " | ".join(COLUMNS) + " |"
-    assert len(lines) == 2 + 4
-    assert lines[2] == ("| text_classification | 20news | minilm |  | centralized | accuracy | 0.8000 |  | 1 |  |  "
-                        "| 100.0 |")
-    assert lines[3] == (f"| text_classification | 20news | minilm | {PARTITION} | fedavg | accuracy | 0.7200 | 0.0283"
-                        " | 2 | -0.0800 | -10.00% | 100.0 |")
+    assert len(lines) == 2 + 4 + 2  # header, rows, a blank line and the note on scale and gap
+    assert lines[2] == ("| 1 | text_classification | 20news | minilm |  | centralized | accuracy | 0.8000 |  | 1 | 4800 "
+                        "|  |  |  |  |  |  | 100.0 |")
+    assert lines[3] == (f"| 2 | text_classification | 20news | minilm | {PARTITION} | fedavg | accuracy | 0.7200 | 0.0283"
+                        " | 2 | 4800 | 1 | 0.8000 |  | -0.0800 | -10.00% |  | 100.0 |")
+    assert lines[4].endswith("| -0.0400 | -5.00% | yes | 100.0 |")  # fedprox: the best federated row
+    assert "fractions in [0, 1]" in lines[-1]
 
 
 def test_csv_parses_with_the_right_columns(runs_dir):
@@ -183,3 +197,149 @@ def test_run_writer_round_trip(tmp_path):
         {"round": 1, "elapsed_s": 1.5, "accuracy": 0.4}, {"round": 2, "elapsed_s": 3.0, "accuracy": 0.5}]
     assert json.loads((run_dir / "result.json").read_text()) == {"value": 0.5}
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "metrics.jsonl", "result.json"]
+
+
+# ---------------------------------------------------------------- integrity: what makes a row
+
+
+def test_runs_that_differ_in_a_setting_are_two_rows_not_two_seeds(tmp_path):
+    # The audited defect: FedProx with mu 0.01 and with mu 1.0, both seed 0, became one row with runs=2.
+    make_run(tmp_path, "c", 0.80, algorithm="centralized")
+    make_run(tmp_path, "mu_small", 0.70, algorithm="fedprox", config={"mu": 0.01})
+    make_run(tmp_path, "mu_large", 0.40, algorithm="fedprox", config={"mu": 1.0})
+    rows = leaderboard_rows(load_runs(tmp_path))
+    fedprox = [r for r in rows if r.algorithm == "fedprox"]
+    assert sorted((r.settings["mu"], r.n_runs, r.std) for r in fedprox) == [(0.01, 1, None), (1.0, 1, None)]
+    assert setting_columns(rows) == ["mu"]
+    header, _, *body = render(rows, "markdown").splitlines()[:5]
+    assert header.startswith("| row | task | dataset | model | partition_method | algorithm | mu | metric |")
+    assert [line.split(" | ")[6] for line in body] == ["", "0.01", "1"]
+
+
+def test_nested_options_are_flattened_into_the_fingerprint(tmp_path):
+    for seed in (0, 1):
+        make_run(tmp_path, f"a{seed}", 0.6 + seed / 100, algorithm="fedadam", seed=seed,
+                 config={"algorithm_options": {"server": {"beta1": 0.9}, "tau": 1e-3}})
+    make_run(tmp_path, "b", 0.5, algorithm="fedadam", config={"algorithm_options": {"server": {"beta1": 0.5}, "tau": 1e-3}})
+    rows = leaderboard_rows(load_runs(tmp_path))
+    assert [(r.settings["algorithm_options.server.beta1"], r.n_runs) for r in rows] == [(0.5, 1), (0.9, 2)]
+    assert setting_columns(rows) == ["algorithm_options.server.beta1"]
+
+
+def test_seed_and_output_paths_do_not_split_a_row_but_checksums_do(tmp_path):
+    make_run(tmp_path, "s0", 0.70, seed=0, config={"out": "x/s0", "checkpoint_every": 5})
+    make_run(tmp_path, "s1", 0.72, seed=1, config={"out": "elsewhere/s1", "data": "/other/copy/of/20news.h5"})
+    make_run(tmp_path, "new_partition", 0.30, partition_sha256="e" * 64)
+    rows = leaderboard_rows(load_runs(tmp_path))
+    assert sorted(r.n_runs for r in rows) == [1, 2]
+    assert setting_columns(rows) == ["partition_sha256"]
+    assert "| eeeeeeeeee |" in render(rows, "markdown")
+
+
+def test_baseline_is_the_centralized_row_with_the_same_data_model_and_budget(tmp_path):
+    for seed, value in ((0, 0.80), (1, 0.84)):
+        make_run(tmp_path, f"c_s{seed}", value, algorithm="centralized", seed=seed)
+    make_run(tmp_path, "c_sgd", 0.60, algorithm="centralized", config={"optimizer": "sgd", "lr": 0.1})
+    make_run(tmp_path, "c_long", 0.95, algorithm="centralized", config={"steps": 3000}, local_steps_total=3000)
+    make_run(tmp_path, "c_len", 0.99, algorithm="centralized", config={"max_seq_length": 512})  # another model setting
+    make_run(tmp_path, "c_data", 0.99, algorithm="centralized", data_sha256="f" * 64)  # other data
+    make_run(tmp_path, "fed", 0.70)
+    make_run(tmp_path, "fed_len", 0.90, config={"max_seq_length": 512})
+    rows = leaderboard_rows(load_runs(tmp_path))
+    by_run = {row.runs[0].run_dir.name: row for row in rows}
+    fed, fed_len = by_run["fed"], by_run["fed_len"]
+    # Among matching baselines (adamw, 2 seeds; sgd), the strongest: the gap is never flattered.
+    assert fed.baseline.number == by_run["c_s0"].number and fed.baseline.n_runs == 2
+    assert fed.baseline.value == pytest.approx(0.82) and fed.baseline.std == pytest.approx(0.0282842712)
+    assert fed.gap == pytest.approx(-0.12)
+    assert fed_len.baseline.number == by_run["c_len"].number and fed_len.gap == pytest.approx(-0.09)
+    line = next(li for li in render(rows, "markdown").splitlines() if li.startswith(f"| {fed.number} |"))
+    assert f"| {fed.baseline.number} | 0.8200 | 0.0283 | -0.1200 |" in line
+
+
+def test_no_baseline_without_a_matching_budget(tmp_path):
+    make_run(tmp_path, "c", 0.80, algorithm="centralized", config={"steps": 1000}, local_steps_total=1000)
+    make_run(tmp_path, "fed", 0.70)
+    fed = next(r for r in leaderboard_rows(load_runs(tmp_path)) if not r.is_centralized)
+    assert fed.baseline is None and fed.gap is None
+
+
+# ---------------------------------------------------------------- one scale, metric direction
+
+
+def test_percent_records_are_shown_as_fractions(tmp_path):
+    make_run(tmp_path, "c", 80.0, algorithm="centralized", metric_scale="percent")
+    make_run(tmp_path, "fed", 0.7)
+    central, fed = leaderboard_rows(load_runs(tmp_path))
+    assert central.value == pytest.approx(0.8) and fed.gap == pytest.approx(-0.1)
+
+
+def test_a_score_outside_zero_one_without_a_scale_is_refused(tmp_path):
+    path = make_run(tmp_path, "qa", 83.2) / "result.json"
+    with pytest.raises(UserError, match=re.escape(str(path)) + r".*accuracy = 83.2 is not a fraction in \[0, 1\]"):
+        load_runs(tmp_path)
+
+
+def test_lower_is_better_flips_the_gap_and_the_best_row(tmp_path):
+    lm = {"metric": "perplexity", "greater_is_better": False}
+    make_run(tmp_path, "c", 20.0, algorithm="centralized", **lm)
+    make_run(tmp_path, "fedavg", 30.0, **lm)
+    make_run(tmp_path, "fedprox", 25.0, algorithm="fedprox", **lm)
+    rows = leaderboard_rows(load_runs(tmp_path))
+    by_algorithm = {r.algorithm: r for r in rows}
+    assert by_algorithm["fedavg"].gap == pytest.approx(-10.0)  # 10 more perplexity: worse, so negative
+    assert by_algorithm["fedavg"].gap_pct == pytest.approx(-50.0)
+    assert by_algorithm["fedprox"].is_best and not by_algorithm["fedavg"].is_best
+
+
+def test_greater_is_better_must_be_a_bool(tmp_path):
+    path = make_run(tmp_path, "r", 0.5, greater_is_better="no") / "result.json"
+    with pytest.raises(UserError, match=re.escape(str(path)) + ".*'greater_is_better' must be true or false"):
+        load_runs(tmp_path)
+
+
+# ---------------------------------------------------------------- columns other commands fill
+
+
+def test_fairness_privacy_and_audit_columns_when_runs_have_them(tmp_path):
+    make_run(tmp_path, "plain", 0.7)
+    make_run(tmp_path, "dp", 0.6, algorithm="dp_fedavg",
+             clients={"mean": 0.6, "weighted_mean": 0.61, "std": 0.12, "min": 0.1, "p10": 0.3, "p50": 0.6,
+                      "p90": 0.8, "worst10_mean": 0.25, "best10_mean": 0.9},
+             dp={"epsilon": 3.2, "delta": 1e-5},
+             audit={"mia_auc": 0.52, "mia_tpr_at_1pct_fpr": 0.011, "canary_max_exposure": 4.5,
+                    "canary_extraction_rate": 0.0},
+             fairness={"flip_rate": 0.031})
+    records = list(csv.DictReader(io.StringIO(render(leaderboard_rows(load_runs(tmp_path)), "csv"))))
+    dp, plain = sorted(records, key=lambda r: r["algorithm"])
+    assert float(dp["clients_worst10_mean"]) == 0.25 and float(dp["clients_std"]) == 0.12
+    assert float(dp["dp_epsilon"]) == 3.2 and float(dp["dp_delta"]) == 1e-5
+    assert float(dp["mia_auc"]) == 0.52 and float(dp["mia_tpr_at_1pct_fpr"]) == 0.011
+    assert float(dp["canary_max_exposure"]) == 4.5 and float(dp["canary_extraction_rate"]) == 0.0
+    assert float(dp["flip_rate"]) == 0.031
+    assert all(plain[c] == "" for c in ("clients_worst10_mean", "dp_epsilon", "mia_auc", "flip_rate"))
+
+
+def test_optional_columns_are_absent_when_no_run_has_them(runs_dir):
+    header = render(leaderboard_rows(load_runs(runs_dir)), "csv").splitlines()[0]
+    assert header == ",".join(COLUMNS)
+
+
+def test_a_non_numeric_optional_stat_names_the_file(tmp_path):
+    path = make_run(tmp_path, "r", 0.5, dp={"epsilon": "small"}) / "result.json"
+    with pytest.raises(UserError, match=re.escape(str(path)) + ".*'dp.epsilon' must be a number"):
+        load_runs(tmp_path)
+
+
+# ---------------------------------------------------------------- plots
+
+
+def test_study_plots_are_png_files(tmp_path):
+    make_run(tmp_path / "runs", "c", 0.8, algorithm="centralized")
+    for alpha, value in (("0.1", 0.3), ("1.0", 0.6)):
+        make_run(tmp_path / "runs", f"a{alpha}", value, partition=f"niid_label_clients=100_alpha={alpha}")
+    make_run(tmp_path / "runs", "u", 0.7, partition="uniform_clients=100")
+    written = write_study_plots(leaderboard_rows(load_runs(tmp_path / "runs")), tmp_path / "plots")
+    assert sorted(p.name for p in written) == ["gap.png", "learning_curves.png", "metric_vs_alpha.png"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(p.name for p in written)
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)

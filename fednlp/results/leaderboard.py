@@ -1,22 +1,28 @@
 """`fednlp leaderboard`: read every run under a directory, one row per experiment, the gap to centralized.
 
-A row is one (task, dataset, model, partition method, algorithm); runs that share it (different seeds) are
-averaged. Each federated row is compared with the centralized row of the same (task, dataset, model), the
-comparison the FedNLP benchmark (Lin et al., 2022, "FedNLP: Benchmarking Federated Learning Methods for
-Natural Language Processing Tasks") reports.
+A row is one experiment: runs whose resolved configs agree on everything but the seed and the output paths,
+on the data and partition files' checksums, and on task, dataset, model, partition method, algorithm and
+metric. Only such runs (seeds) are averaged; settings that differ between rows become columns, so a FedProx
+with mu 0.01 and one with mu 1.0 are two rows with a `mu` column.
+
+Each federated row is compared with a centralized row trained on the same data file with the same model
+settings and the same budget (examples seen), the comparison the FedNLP benchmark (Lin et al., 2022,
+"FedNLP: Benchmarking Federated Learning Methods for Natural Language Processing Tasks") reports; the
+`baseline` column names that row. Every metric is shown as a fraction in [0, 1] (a run recorded in percent
+must say `"metric_scale": "percent"`), except metrics where lower is better (`"greater_is_better": false`,
+e.g. perplexity), whose gap is signed so that a negative gap is always worse than centralized.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
 import json
+import math
 import os
 import statistics
 from dataclasses import dataclass, field, replace
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +31,40 @@ from fednlp.results.run_files import atomic_write_text
 
 CENTRALIZED = "centralized"
 FORMATS = ("markdown", "csv", "html")
-COLUMNS = ("task", "dataset", "model", "partition_method", "algorithm", "metric",
-           "value", "std", "runs", "gap", "gap_pct", "wall_time_s")
+IDENTITY = ("task", "dataset", "model", "partition_method", "algorithm")
+HEAD_COLUMNS = ("row", *IDENTITY)
+TAIL_COLUMNS = ("metric", "value", "std", "runs", "examples_seen", "baseline", "baseline_value", "baseline_std",
+                "gap", "gap_pct", "best", "wall_time_s")
+COLUMNS = (*HEAD_COLUMNS, *TAIL_COLUMNS)  # the columns every table has; settings and optional stats go between
 REQUIRED_STR = ("task", "dataset", "model", "algorithm", "metric")
+# Optional per-run statistics other commands add to result.json, shown when any run has them:
+# column -> path of keys in result.json.
+OPTIONAL_STATS = {
+    "clients_worst10_mean": ("clients", "worst10_mean"),
+    "clients_std": ("clients", "std"),
+    "dp_epsilon": ("dp", "epsilon"),
+    "dp_delta": ("dp", "delta"),
+    "mia_auc": ("audit", "mia_auc"),
+    "mia_tpr_at_1pct_fpr": ("audit", "mia_tpr_at_1pct_fpr"),
+    "canary_max_exposure": ("audit", "canary_max_exposure"),
+    "canary_extraction_rate": ("audit", "canary_extraction_rate"),
+    "flip_rate": ("fairness", "flip_rate"),
+}
+# Config keys that cannot change a result: the seed (runs that differ only in it are averaged), where the
+# run writes, and the input paths, which the data and partition checksums replace.
+NOT_SETTINGS = frozenset({"seed", "out", "overwrite", "resume", "checkpoint_every", "config", "data", "partition"})
+PATH_SUFFIXES = ("_dir", "_path", "_file")
+# Settings a centralized baseline may differ in from the federated row it is compared with: the training
+# recipe (each side is tuned on its own) and how evaluation is batched or scheduled. Everything else both
+# configs hold (model, lengths, frozen layers, evaluation subset, ...) must agree, and so must the budget.
+RECIPE = frozenset({"lr", "optimizer", "weight_decay", "max_grad_norm", "batch_size", "eval_every",
+                    "eval_batch_size", "device", "precision"})
+BUDGET_TOLERANCE = 0.10  # examples seen may differ this much (local epochs make a federated budget vary)
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run's result.json, reduced to what the leaderboard reads."""
+    """One run's result.json, reduced to what the leaderboard reads; `value` is on the fraction scale."""
 
     run_dir: Path
     task: str
@@ -42,7 +74,10 @@ class RunRecord:
     algorithm: str
     metric: str
     value: float
-    best_value: float | None = None
+    greater_is_better: bool = True
+    settings: dict[str, Any] = field(default_factory=dict)
+    examples_seen: int | None = None
+    stats: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     wall_time_s: float | None = None
     seed: int | None = None
@@ -51,10 +86,17 @@ class RunRecord:
     def is_centralized(self) -> bool:
         return self.algorithm == CENTRALIZED
 
+    @property
+    def fingerprint(self) -> tuple:
+        """What makes two runs the same experiment: everything but the seed and the output paths."""
+        identity = tuple(getattr(self, k) for k in IDENTITY)
+        return (*identity, self.metric, self.greater_is_better, tuple(sorted(self.settings.items(), key=str)))
+
 
 @dataclass(frozen=True)
 class Row:
-    """One leaderboard line. std is None for a single run; gap and gap_pct are None without a baseline."""
+    """One leaderboard line: the mean over seeds of one experiment. std is None for a single run;
+    baseline, gap and gap_pct are None without a matching centralized row."""
 
     task: str
     dataset: str
@@ -62,12 +104,19 @@ class Row:
     partition_method: str | None
     algorithm: str
     metric: str
+    greater_is_better: bool
+    settings: dict[str, Any]
     value: float
     std: float | None
-    gap: float | None
-    gap_pct: float | None
+    examples_seen: int | None
+    stats: dict[str, float]
     wall_time_s: float | None
     runs: tuple[RunRecord, ...]
+    number: int = 0
+    baseline: Row | None = None
+    gap: float | None = None
+    gap_pct: float | None = None
+    is_best: bool = False
 
     @property
     def n_runs(self) -> int:
@@ -77,6 +126,8 @@ class Row:
     def is_centralized(self) -> bool:
         return self.algorithm == CENTRALIZED
 
+
+# ---------------------------------------------------------------- reading
 
 def load_runs(root: str | os.PathLike) -> list[RunRecord]:
     """Every result.json under root, at any depth, sorted by path."""
@@ -106,6 +157,12 @@ def _read_result(path: Path) -> RunRecord:
         raise UserError(f"{path}: 'partition_method' must be a string or null, found {data['partition_method']!r}")
     if not _is_number(data["value"]):
         raise UserError(f"{path}: 'value' must be a number, found {data['value']!r}")
+    greater_is_better = data.get("greater_is_better", True)
+    if not isinstance(greater_is_better, bool):
+        raise UserError(f"{path}: 'greater_is_better' must be true or false, found {greater_is_better!r}")
+    config = data.get("config") or {}
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: 'config' must be a JSON object, found {type(config).__name__}")
     return RunRecord(
         run_dir=path.parent,
         task=data["task"],
@@ -114,75 +171,219 @@ def _read_result(path: Path) -> RunRecord:
         partition_method=data["partition_method"],
         algorithm=data["algorithm"],
         metric=data["metric"],
-        value=float(data["value"]),
-        best_value=data.get("best_value"),
+        value=_as_fraction(path, data, greater_is_better),
+        greater_is_better=greater_is_better,
+        settings=_settings(config, data),
+        examples_seen=_examples_seen(data, config),
+        stats=_optional_stats(path, data),
         metrics=dict(data.get("metrics") or {}),
         wall_time_s=data.get("wall_time_s"),
         seed=data.get("seed"),
     )
 
 
+def _as_fraction(path: Path, data: dict[str, Any], greater_is_better: bool) -> float:
+    """The primary metric on one scale: fractions in [0, 1] for every score where greater is better."""
+    value = float(data["value"])
+    scale = data.get("metric_scale", "fraction")
+    if scale == "percent":
+        value /= 100.0
+    elif scale != "fraction":
+        raise UserError(f"{path}: 'metric_scale' must be 'fraction' or 'percent', found {scale!r}")
+    if greater_is_better and not 0.0 <= value <= 1.0:
+        raise UserError(f"{path}: {data['metric']} = {data['value']!r} is not a fraction in [0, 1]; the "
+                        "leaderboard puts every metric on one scale (a run recorded in percent must say "
+                        "\"metric_scale\": \"percent\")")
+    return value
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys (e.g. algorithm_options.mu); lists become tuples."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = tuple(value) if isinstance(value, list) else value
+    return flat
+
+
+def _settings(config: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config minus what cannot change the result, plus the input files' checksums."""
+    settings = {k: v for k, v in flatten(config).items()
+                if k.split(".")[0] not in NOT_SETTINGS and not k.endswith(PATH_SUFFIXES)}
+    for key in ("data", "partition"):
+        checksum = data.get(f"{key}_sha256")
+        if checksum is not None:
+            settings[f"{key}_sha256"] = checksum
+        elif config.get(key) is not None:  # an older record without checksums: the path is all there is
+            settings[key] = config[key]
+    return settings
+
+
+def _examples_seen(data: dict[str, Any], config: dict[str, Any]) -> int | None:
+    steps, batch = data.get("local_steps_total"), config.get("batch_size")
+    return int(steps * batch) if _is_number(steps) and _is_number(batch) else None
+
+
+def _optional_stats(path: Path, data: dict[str, Any]) -> dict[str, float]:
+    stats = {}
+    for column, keys in OPTIONAL_STATS.items():
+        value: Any = data
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        if not _is_number(value):
+            raise UserError(f"{path}: '{'.'.join(keys)}' must be a number, found {value!r}")
+        stats[column] = float(value)
+    return stats
+
+
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _row_key(r: RunRecord | Row) -> tuple:
-    return (r.task, r.dataset, r.model, not r.is_centralized, r.partition_method or "", r.algorithm)
+# ---------------------------------------------------------------- rows
+
+def _row_key(r: Row) -> tuple:
+    return (r.task, r.dataset, r.model, r.metric, not r.is_centralized, r.partition_method or "", r.algorithm,
+            sorted(((k, str(v)) for k, v in r.settings.items())))
 
 
 def leaderboard_rows(runs: list[RunRecord]) -> list[Row]:
-    """One row per (task, dataset, model, partition method, algorithm), centralized first in each block."""
+    """One row per experiment (runs with the same fingerprint), centralized first in each block, numbered
+    from 1; each federated row carries its centralized baseline, its gap, and whether it is its block's best."""
     groups: dict[tuple, list[RunRecord]] = {}
     for run in runs:
-        key = (run.task, run.dataset, run.model, run.partition_method, run.algorithm)
-        groups.setdefault(key, []).append(run)
+        groups.setdefault(run.fingerprint, []).append(run)
     rows = sorted((_aggregate(g) for g in groups.values()), key=_row_key)
-    out: list[Row] = []
-    for _, block in groupby(rows, key=lambda r: (r.task, r.dataset, r.model)):
-        block = list(block)
-        baseline = next((r for r in block if r.is_centralized), None)
-        out.extend(_with_gap(r, baseline) for r in block)
-    return out
+    rows = [replace(r, number=i) for i, r in enumerate(rows, 1)]
+    centralized = [r for r in rows if r.is_centralized]
+    rows = [r if r.is_centralized else _with_gap(r, _baseline(r, centralized)) for r in rows]
+    return _mark_best(rows)
 
 
 def _aggregate(runs: list[RunRecord]) -> Row:
     first = runs[0]
-    for run in runs[1:]:
-        if run.metric != first.metric:
-            raise UserError(f"{run.run_dir / 'result.json'}: metric '{run.metric}' differs from "
-                            f"'{first.metric}' in {first.run_dir / 'result.json'} for the same experiment")
     values = [r.value for r in runs]
     times = [r.wall_time_s for r in runs if _is_number(r.wall_time_s)]
+    seen = [r.examples_seen for r in runs if r.examples_seen is not None]
+    stats = {}
+    for column in OPTIONAL_STATS:
+        found = [r.stats[column] for r in runs if column in r.stats]
+        if found:
+            stats[column] = statistics.fmean(found)
     return Row(
-        task=first.task, dataset=first.dataset, model=first.model,
-        partition_method=first.partition_method, algorithm=first.algorithm, metric=first.metric,
+        task=first.task, dataset=first.dataset, model=first.model, partition_method=first.partition_method,
+        algorithm=first.algorithm, metric=first.metric, greater_is_better=first.greater_is_better,
+        settings=first.settings,
         value=statistics.fmean(values),
         std=statistics.stdev(values) if len(values) > 1 else None,
-        gap=None, gap_pct=None,
+        examples_seen=round(statistics.fmean(seen)) if seen else None,
+        stats=stats,
         wall_time_s=statistics.fmean(times) if times else None,
         runs=tuple(runs),
     )
 
 
+def _baseline(row: Row, centralized: list[Row]) -> Row | None:
+    """The best centralized row on the same data, model settings, metric and budget, or None."""
+    def comparable(c: Row) -> bool:
+        if (c.task, c.dataset, c.model, c.metric, c.greater_is_better) != (
+                row.task, row.dataset, row.model, row.metric, row.greater_is_better):
+            return False
+        shared = (set(c.settings) & set(row.settings)) - RECIPE
+        if any(c.settings[k] != row.settings[k] for k in shared):
+            return False
+        if (c.examples_seen is None) != (row.examples_seen is None):
+            return False
+        return c.examples_seen is None or (
+            abs(c.examples_seen - row.examples_seen) <= BUDGET_TOLERANCE * max(c.examples_seen, row.examples_seen))
+
+    candidates = [c for c in centralized if comparable(c)]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: c.value if c.greater_is_better else -c.value)
+
+
 def _with_gap(row: Row, baseline: Row | None) -> Row:
-    if row.is_centralized or baseline is None or baseline.metric != row.metric:
+    """gap = row - baseline in the metric's own direction: negative is always worse than centralized."""
+    if baseline is None:
         return row
-    gap = row.value - baseline.value
-    gap_pct = 100.0 * gap / baseline.value if baseline.value != 0 else None
-    return replace(row, gap=gap, gap_pct=gap_pct)
+    gap = row.value - baseline.value if row.greater_is_better else baseline.value - row.value
+    gap_pct = 100.0 * gap / abs(baseline.value) if baseline.value != 0 else None
+    return replace(row, baseline=baseline, gap=gap, gap_pct=gap_pct)
+
+
+def _mark_best(rows: list[Row]) -> list[Row]:
+    """The best federated row of each (task, dataset, model, metric) block, by mean, in the metric's direction."""
+    best: dict[tuple, Row] = {}
+    for row in rows:
+        if row.is_centralized:
+            continue
+        block = (row.task, row.dataset, row.model, row.metric)
+        sign = 1 if row.greater_is_better else -1
+        if block not in best or sign * row.value > sign * best[block].value:
+            best[block] = row
+    winners = {r.number for r in best.values()}
+    return [replace(r, is_best=r.number in winners) for r in rows]
+
+
+def setting_columns(rows: list[Row]) -> list[str]:
+    """Settings that take more than one value among the federated rows or among the centralized rows (a
+    difference between a federated and a centralized config, e.g. rounds vs steps, is not a setting)."""
+    shown = set(IDENTITY) | {"method"}
+    columns = set()
+    for kind in (True, False):
+        same_kind = [r for r in rows if r.is_centralized == kind]
+        for key in {k for r in same_kind for k in r.settings} - shown:
+            if len({repr(r.settings[key]) for r in same_kind if key in r.settings}) > 1:
+                columns.add(key)
+    return sorted(columns)
+
+
+def stat_columns(rows: list[Row]) -> list[str]:
+    return [c for c in OPTIONAL_STATS if any(c in r.stats for r in rows)]
+
+
+def columns_of(rows: list[Row]) -> list[str]:
+    return [*HEAD_COLUMNS, *setting_columns(rows), *TAIL_COLUMNS, *stat_columns(rows)]
 
 
 # ---------------------------------------------------------------- rendering
 
-def _cells(row: Row, human: bool) -> list[str]:
+def _setting_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value[:10]  # a checksum: enough to tell files apart
+    return str(value)
+
+
+def _cells(row: Row, settings: list[str], stats: list[str], human: bool) -> list[str]:
     def num(x: float | None, spec: str, suffix: str = "") -> str:
-        if x is None:
+        if x is None or (isinstance(x, float) and math.isnan(x)):
             return ""
         return f"{x:{spec}}{suffix}" if human else repr(round(x, 6))
 
-    return [row.task, row.dataset, row.model, row.partition_method or "", row.algorithm, row.metric,
-            num(row.value, ".4f"), num(row.std, ".4f"), str(row.n_runs),
-            num(row.gap, "+.4f"), num(row.gap_pct, "+.2f", "%"), num(row.wall_time_s, ".1f")]
+    base = row.baseline
+    return [
+        str(row.number), row.task, row.dataset, row.model, row.partition_method or "", row.algorithm,
+        *(_setting_text(row.settings.get(k)) for k in settings),
+        row.metric, num(row.value, ".4f"), num(row.std, ".4f"), str(row.n_runs),
+        "" if row.examples_seen is None else str(row.examples_seen),
+        "" if base is None else str(base.number), num(None if base is None else base.value, ".4f"),
+        num(None if base is None else base.std, ".4f"),
+        num(row.gap, "+.4f"), num(row.gap_pct, "+.2f", "%"), "yes" if row.is_best else "",
+        num(row.wall_time_s, ".1f"),
+        *(num(row.stats.get(k), ".3g" if k.startswith("dp_") else ".4f") for k in stats),
+    ]
 
 
 def render(rows: list[Row], fmt: str) -> str:
@@ -196,29 +397,42 @@ def render(rows: list[Row], fmt: str) -> str:
     raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
 
 
+def _table(rows: list[Row], human: bool) -> tuple[list[str], list[list[str]]]:
+    settings, stats = setting_columns(rows), stat_columns(rows)
+    return columns_of(rows), [_cells(r, settings, stats, human) for r in rows]
+
+
 def _markdown(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(row, human=True)) + " |")
-    return "\n".join(lines) + "\n"
+    header, body = _table(rows, human=True)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
+    return "\n".join(lines) + "\n" + NOTE
+
+
+NOTE = ("\nValues are fractions in [0, 1] (mean over the row's runs, which differ only in the seed; std over "
+        "seeds). gap = row - baseline, the centralized row named in `baseline` (same data, model settings and "
+        "examples seen), signed so that negative is worse; `best`: the best federated row of its block.\n")
 
 
 def _csv(rows: list[Row]) -> str:
+    header, body = _table(rows, human=False)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    writer.writerows(_cells(row, human=False) for row in rows)
+    writer.writerow(header)
+    writer.writerows(body)
     return buf.getvalue()
 
 
 def _html(rows: list[Row]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row, human=True)) + "</tr>"
-                     for row in rows)
+    from fednlp.results.plots import learning_curves_png
+
+    header, body = _table(rows, human=True)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    table = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body)
     figures = []
-    for (task, dataset, model), block in groupby(rows, key=lambda r: (r.task, r.dataset, r.model)):
-        title = f"{task} / {dataset} / {model}"
-        png = _curves_png(list(block), title)
+    for block in _blocks(rows):
+        title = f"{block[0].task} / {block[0].dataset} / {block[0].model}"
+        png = learning_curves_png(block, title)
         if png is not None:
             figures.append(f"<h3>{html.escape(title)}</h3>\n"
                            f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}">')
@@ -229,69 +443,35 @@ th,td{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style></head>
 <body><h1>fednlp leaderboard</h1>
 <table>
 <tr>{head}</tr>
-{body}
+{table}
 </table>
+<p>{html.escape(NOTE.strip())}</p>
 <h2>Learning curves</h2>
 {chr(10).join(figures) or "<p>No metrics.jsonl found.</p>"}
 </body></html>
 """
 
 
-def _read_curve(run: RunRecord) -> list[dict[str, Any]]:
-    path = run.run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    points = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-        if isinstance(record, dict) and _is_number(record.get(run.metric)):
-            points.append(record)
-    return points
-
-
-def _curves_png(rows: list[Row], title: str) -> str | None:
-    """Primary metric vs round and vs wall time, one line per run; base64 PNG, or None without curves."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4))
-    FigureCanvasAgg(fig)  # Agg, without pyplot's global figure registry
-    by_round, by_time = fig.subplots(1, 2)
-    drawn = False
+def _blocks(rows: list[Row]) -> list[list[Row]]:
+    """Rows grouped by (task, dataset, model), in table order."""
+    blocks: dict[tuple, list[Row]] = {}
     for row in rows:
-        for run in row.runs:
-            points = _read_curve(run)
-            label = " ".join(filter(None, [run.algorithm, run.partition_method, f"seed={run.seed}"]))
-            rounds = [(p["round"], p[run.metric]) for p in points if _is_number(p.get("round"))]
-            times = [(p["elapsed_s"], p[run.metric]) for p in points if _is_number(p.get("elapsed_s"))]
-            if rounds:
-                by_round.plot(*zip(*rounds), marker=".", label=label)
-            if times:
-                by_time.plot(*zip(*times), marker=".", label=label)
-            drawn = drawn or bool(rounds or times)
-    if not drawn:
-        return None
-    metric = rows[0].metric
-    by_round.set(xlabel="round (epoch/step for centralized)", ylabel=metric)
-    by_time.set(xlabel="wall time (s)", ylabel=metric)
-    (by_time if by_time.lines else by_round).legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+        blocks.setdefault((row.task, row.dataset, row.model), []).append(row)
+    return list(blocks.values())
 
 
-def write_leaderboard(root: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None) -> str:
-    """Render the leaderboard of every run under root; write it atomically to out when given. Returns the text."""
+def write_leaderboard(root: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None,
+                      plots: str | os.PathLike | None = None) -> str:
+    """Render the leaderboard of every run under root; write it atomically to out when given, and the
+    study's figures (fednlp.results.plots) as PNG files under plots when given. Returns the text."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
-    text = render(leaderboard_rows(load_runs(root)), fmt)
+    rows = leaderboard_rows(load_runs(root))
+    text = render(rows, fmt)
     if out is not None:
         atomic_write_text(out, text)
+    if plots is not None:
+        from fednlp.results.plots import write_study_plots
+
+        write_study_plots(rows, plots)
     return text

@@ -1,4 +1,4 @@
-"""Text classification: one label per text; accuracy (primary) and macro-F1."""
+"""Text classification: one label per text; accuracy (primary) and macro-F1 (scikit-learn's convention)."""
 
 from __future__ import annotations
 
@@ -52,5 +52,12 @@ class TextClassification(Task):
         predicted = np.asarray(predictions)
         return {
             "accuracy": float((predicted == labels).mean()),
-            "macro_f1": float(f1_score(labels, predicted, average="macro", labels=np.arange(len(self.data.label_vocab)), zero_division=0)),
+            "macro_f1": macro_f1(labels, predicted),
         }
+
+
+def macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """scikit-learn's f1_score(average="macro"): the mean F1 over the labels present in the references or
+    the predictions. A class of the vocabulary that neither holds is left out, not counted as F1 = 0 (which
+    would make the score depend on the size of the evaluated subset)."""
+    return float(f1_score(labels, predicted, average="macro", zero_division=0))
