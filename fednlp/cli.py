@@ -114,6 +114,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("runs", nargs="?", default="runs", help="directory searched for result.json files (default runs)")
     b.add_argument("--format", default="markdown", choices=FORMATS)
     b.add_argument("--out", help="write the table here instead of printing it")
+    b.add_argument("--plots", help="also write the study's figures (PNG) into this directory")
     b.set_defaults(func=cmd_leaderboard)
 
     a = sub.add_parser("algorithms", help="list the registered federated algorithms")
@@ -123,18 +124,16 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from fednlp.algorithms.registry import algorithm_option_fields
     from fednlp.config import TrainConfig, load_config, read_yaml_config
     from fednlp.federation.runtime import train_federated
 
-    extra = algorithm_option_fields()
     base = None
     if args.resume:
         saved = Path(args.resume) / "config.yaml"
         if not saved.is_file():
             raise UserError(f"--resume {args.resume}: no config.yaml there; is it a run directory?")
-        base = {**read_yaml_config(saved, TrainConfig, extra), "out": args.resume}
-    result = train_federated(load_config(TrainConfig, args, base, extra), resume=bool(args.resume))
+        base = {**read_yaml_config(saved, TrainConfig), "out": args.resume}
+    result = train_federated(load_config(TrainConfig, args, base), resume=bool(args.resume))
     if result.get("world_size", 1) == 1 or _rank() == 0:
         print(f"{result['metric']}={result['value']:.4f} (best {result['best_value']:.4f}) in {result['wall_time_s']:.1f}s")
 
@@ -150,21 +149,16 @@ def cmd_centralized(args: argparse.Namespace) -> None:
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from fednlp.results.leaderboard import write_leaderboard
 
-    text = write_leaderboard(args.runs, args.format, args.out)
+    text = write_leaderboard(args.runs, args.format, args.out, args.plots)
     print(f"wrote {args.out}" if args.out else text)
 
 
 def cmd_algorithms(args: argparse.Namespace) -> None:
     from fednlp.algorithms.registry import load_algorithms
 
-    import dataclasses
-
     for name, cls in sorted(load_algorithms().items()):
         doc = (cls.__doc__ or "").strip().splitlines()
         print(f"{name:12s} {doc[0] if doc else cls.__module__}")
-        if cls.Options is not None:
-            flags = ", ".join(f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(cls.Options))
-            print(f"{'':12s} options: {flags}")
 
 
 def _rank() -> int:
@@ -276,12 +270,6 @@ def cmd_fairness(args: argparse.Namespace) -> None:
     print(f"wrote {written}")
 
 
-def _add_audit_commands(sub: argparse._SubParsersAction) -> None:
-    from fednlp.audit.commands import add_audit_commands
-
-    add_audit_commands(sub)
-
-
 class OneLineErrorParser(argparse.ArgumentParser):
     """A usage error (an unknown flag, `--seed abc`) is one line too, like every other bad input; exit code 2."""
 
@@ -289,28 +277,14 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"fednlp: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="fednlp", description="Federated learning benchmarks for NLP: data, partitions, training, leaderboards."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMAND_GROUPS:
         add(sub)
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["train"]:
-        _add_algorithm_options(sub.choices["train"])
     return parser
-
-
-def _add_algorithm_options(train: argparse.ArgumentParser) -> None:
-    """Every registered algorithm's own options as flags of `fednlp train` (only when training: loading the
-    algorithms imports torch, which `fednlp --help` and `fednlp partition` should not wait for)."""
-    from fednlp.algorithms.registry import algorithm_option_fields
-    from fednlp.config import _parse_bool
-
-    group = train.add_argument_group("options of the algorithms (each algorithm refuses the others')")
-    for name, (kind, text) in sorted(algorithm_option_fields().items()):
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_parse_bool if kind is bool else kind,
-                           default=None, metavar=kind.__name__.upper(), help=text)
 
 
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -318,17 +292,11 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_partition_commands,
     _add_training_commands,
     _add_fairness_command,
-    _add_audit_commands,
 ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        parser = build_parser(argv)
-    except UserError as exc:  # a broken plugin's options
-        print(f"fednlp: error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except UserError as exc:

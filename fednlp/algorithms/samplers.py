@@ -24,9 +24,6 @@ class Sampler:
     the runtime's aggregate is sum_i w_i (local_i - global), with no further normalisation."""
 
     name: ClassVar[str]
-    # How differential privacy accounts for this sampler's cohorts (fednlp/privacy/accounting.py): "poisson"
-    # (each client independently), "fixed_size" (k of n without replacement) or None (no exact accounting).
-    privacy_sampling: ClassVar[str | None] = None
 
     def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
         raise NotImplementedError
@@ -65,8 +62,6 @@ class UniformSampler(Sampler):
     O(1/k) (E[a/b] != E[a]/E[b]) in exchange for weights that always sum to 1. `uniform_ht` is the unbiased one.
     """
 
-    privacy_sampling = "fixed_size"
-
     def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
         return _uniform_cohort(seed, round_idx, len(client_sizes), k)
 
@@ -83,8 +78,6 @@ class UniformHTSampler(Sampler):
     Each client is in the cohort with probability k/M, so E[sum_{i in S} n_i M/(k N) u_i] = sum_i n_i u_i / N.
     The weights sum to 1 only on average: a round of large clients takes a longer step.
     """
-
-    privacy_sampling = "fixed_size"
 
     def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
         return _uniform_cohort(seed, round_idx, len(client_sizes), k)
@@ -148,32 +141,3 @@ class ActivitySampler(Sampler):
         sizes = np.asarray(client_sizes, dtype=np.float64)
         pi = inclusion_probabilities(sizes, len(cohort))
         return sizes[cohort] / (sizes.sum() * pi[cohort])
-
-    def inclusion_probabilities(self, client_sizes: np.ndarray, k: int) -> np.ndarray:
-        return inclusion_probabilities(client_sizes, k)
-
-
-@register_sampler("poisson")
-class PoissonSampler(Sampler):
-    """Each client independently with probability q = k / n (n clients): the cohort size varies around k and
-    may be 0. The sampling that client-level DP's accounting amplifies by (fednlp/privacy/accounting.py).
-
-    Weights: n_i / sum_{j in S} n_j, FedAvg's ratio rule as `uniform`'s (an empty cohort has none); under
-    --dp client the mechanism replaces them with 1 / k (clipped updates summed without size weights, then
-    divided by the expected cohort size E|S| = k), as the accounting requires.
-    """
-
-    privacy_sampling = "poisson"
-
-    def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
-        n_clients = len(client_sizes)
-        if k > n_clients:
-            raise UserError(f"--clients-per-round {k} exceeds the {n_clients} clients")
-        rng = round_rng(seed, round_idx, Stream.COHORT)
-        return np.flatnonzero(rng.random(n_clients) < k / n_clients)
-
-    def aggregation_weights(self, cohort: np.ndarray, client_sizes: np.ndarray) -> np.ndarray:
-        return UniformSampler().aggregation_weights(cohort, client_sizes)
-
-    def inclusion_probabilities(self, client_sizes: np.ndarray, k: int) -> np.ndarray:
-        return np.full(len(client_sizes), k / len(client_sizes))

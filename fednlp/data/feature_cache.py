@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fednlp.data.capacity import check_fits
 from fednlp.tasks.base import Features, Task
 
 
@@ -35,7 +36,7 @@ def cache_path(task: Task, data_path: str | os.PathLike) -> Path:
             "task": task.cache_key(),
             "tokenizer": [type(tok).__name__, getattr(tok, "name_or_path", ""), len(tok)],
             "max_length": task.max_length,
-            "format": 2,
+            "format": 3,  # 3: token arrays as wide as the data's longest row, not the max length
         },
         sort_keys=True,
     )
@@ -47,6 +48,8 @@ def load_or_build_features(task: Task, data_path: str | os.PathLike) -> Features
     path = cache_path(task, data_path)
     if path.exists():
         return _load(path)
+    check_fits(task.estimated_feature_bytes(), path.parent, f"the tokenized features of {data_path}",
+               "lower --max-seq-length, or free memory or disk")
     features = task.build_features()
     _save(features, path)
     return features

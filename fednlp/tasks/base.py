@@ -20,13 +20,15 @@ import torch
 
 from fednlp.config import RunConfig
 from fednlp.data.datafile import DataFile
+from fednlp.tasks.models import check_position_limit
 
 
 @dataclass
 class Features:
-    """Tokenized model inputs for a whole data file, padded to max length, built once and cached.
+    """Tokenized model inputs for a whole data file, built once and cached.
 
-    arrays: name -> array with one row per model input ([rows, max_length] for token arrays).
+    arrays: name -> array with one row per model input ([rows, width] for token arrays, where width is the
+        longest row the data really has, at most the max length: memory follows the data, not the option).
     lengths: real (unpadded) length of each row; batches are cut to their longest row.
     example_of_row: data-file index of the example each row comes from.
     sequence_arrays: arrays laid out along the input tokens, cut with the batch (dynamic padding).
@@ -66,15 +68,36 @@ class Features:
         return batch
 
 
-def tokenize_in_chunks(tokenize: Callable[[list], Any], items: list, chunk_size: int = 500) -> dict[str, np.ndarray]:
-    """Concatenated numpy outputs of `tokenize` over chunks of `items`.
+#: Narrow storage of the token arrays (embeddings want int64; Features.batch widens them per batch).
+TOKEN_DTYPES = {"input_ids": np.int32, "attention_mask": np.int8, "token_type_ids": np.int8}
+
+
+def tokenize_in_chunks(tokenize: Callable[[list], Any], items: list, pad_values: dict[str, int] | None = None,
+                       dtypes: dict[str, Any] | None = None, chunk_size: int = 500) -> dict[str, np.ndarray]:
+    """The outputs of `tokenize` (unpadded token lists) over chunks of `items`, as arrays right-padded to
+    the longest row of all items: a max length far above the data's costs nothing.
 
     A fast tokenizer's BatchEncoding keeps the Rust encodings of its whole input alive (on 20 Newsgroups,
-    gigabytes); only the arrays of each chunk are kept, so peak memory stays at one chunk's encodings.
+    gigabytes); only each chunk's rows are kept, in their narrow `dtypes` (default int32), so peak memory
+    stays near twice the final arrays. `pad_values`: the pad of each output (default 0); `dtypes`: default
+    TOKEN_DTYPES, int32 for other outputs.
     """
-    parts = [{key: np.asarray(value) for key, value in tokenize(items[i : i + chunk_size]).items()}
-             for i in range(0, len(items), chunk_size)]
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0].keys()}
+    pad_values, dtypes = pad_values or {}, TOKEN_DTYPES if dtypes is None else dtypes
+    rows: dict[str, list] = {}
+    for i in range(0, len(items), chunk_size):
+        for key, value in tokenize(items[i : i + chunk_size]).items():
+            dtype = dtypes.get(key, np.int32)
+            rows.setdefault(key, []).extend(np.asarray(row, dtype=dtype) for row in value)
+    return {key: pad_rows(values, pad_values.get(key, 0), dtypes.get(key, np.int32)) for key, values in rows.items()}
+
+
+def pad_rows(rows: list[np.ndarray], pad_value: int, dtype: Any) -> np.ndarray:
+    """[len(rows), longest row] array of `rows`, right-padded with `pad_value`."""
+    width = max((len(row) for row in rows), default=0)
+    out = np.full((len(rows), width), pad_value, dtype=dtype)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
 
 
 class Task(ABC):
@@ -84,11 +107,30 @@ class Task(ABC):
     task_type: ClassVar[str]  # data file task_type
     primary_metric: ClassVar[str]
 
+    #: Bytes a token costs in the feature cache (ids int32, attention mask and token types int8), for the
+    #: estimate made before tokenizing; heads that store more per token say so.
+    bytes_per_token: ClassVar[int] = 6
+
     def __init__(self, data: DataFile, tokenizer: Any, config: RunConfig):
         self.data = data
         self.tokenizer = tokenizer
         self.config = config  # task options live in the one config (max lengths, doc stride, beams, ...)
         self.max_length = config.max_seq_length
+        check_position_limit(config.model, tokenizer, self.limited_lengths())
+
+    def limited_lengths(self) -> dict[str, int]:
+        """Lengths, by option, that the model's position embeddings must hold."""
+        return {"--max-seq-length": self.max_length}
+
+    def estimated_feature_bytes(self) -> int:
+        """An upper bound of the feature cache's size, from the raw text alone (before tokenizing): one row
+        per example, as wide as the longest text's UTF-8 bytes plus special tokens (no WordPiece or byte-level
+        BPE token is shorter than a byte) or the max length, whichever is smaller."""
+        texts = self.data.fields["X"]
+        longest = max((len((" ".join(t) if isinstance(t, (list, tuple)) else str(t)).encode()) for t in texts),
+                      default=0)
+        width = min(self.max_length, longest + self.tokenizer.num_special_tokens_to_add(pair=False))
+        return len(texts) * width * self.bytes_per_token
 
     @abstractmethod
     def build_features(self) -> Features:

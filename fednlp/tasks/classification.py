@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
-from fednlp.tasks.base import Features, Task, tokenize_in_chunks
+from fednlp.tasks.base import TOKEN_DTYPES, Features, Task, tokenize_in_chunks
 from fednlp.tasks.models import build_auto_model, label_head
 from fednlp.tasks.registry import register_task
 
@@ -21,16 +21,12 @@ class TextClassification(Task):
 
     def build_features(self) -> Features:
         texts = self.data.fields["X"]
-        encoded = tokenize_in_chunks(
-            lambda chunk: self.tokenizer(chunk, truncation=True, max_length=self.max_length, padding="max_length",
-                                         return_tensors="np"),
-            texts,
+        arrays = tokenize_in_chunks(
+            lambda chunk: self.tokenizer(chunk, truncation=True, max_length=self.max_length),
+            texts, pad_values={"input_ids": self.tokenizer.pad_token_id or 0}, dtypes=TOKEN_DTYPES,
         )
         vocab = self.data.label_vocab
         labels = np.array([vocab[y] for y in self.data.fields["Y"]], dtype=np.int64)
-        arrays = {"input_ids": encoded["input_ids"].astype(np.int32), "attention_mask": encoded["attention_mask"].astype(np.int8)}
-        if "token_type_ids" in encoded:
-            arrays["token_type_ids"] = encoded["token_type_ids"].astype(np.int8)
         arrays["labels"] = labels
         return Features(
             arrays=arrays,

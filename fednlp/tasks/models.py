@@ -123,3 +123,25 @@ def freeze_layers(model: Any, k: int) -> None:
         raise UserError(f"--freeze-layers {k} exceeds the model's {len(blocks)} transformer blocks")
     for block in list(blocks)[:k]:
         block.requires_grad_(False)
+
+
+def position_limit(model_name: str, tokenizer: Any) -> int | None:
+    """The longest input `model_name` can take: its (encoder's) position embeddings, or the tokenizer's
+    model_max_length where that is smaller (RoBERTa's 514 positions hold 512 tokens); None: no limit known
+    (e.g. T5's relative positions)."""
+    config = model_config(model_name)
+    limits = [getattr(c, "max_position_embeddings", None) for c in (config, getattr(config, "encoder", None))]
+    limits = [int(n) for n in limits if isinstance(n, int) and n > 0]
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if limits and isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < limits[0]:
+        limits[0] = tokenizer_limit
+    return limits[0] if limits else None
+
+
+def check_position_limit(model_name: str, tokenizer: Any, lengths: dict[str, int]) -> None:
+    """A length above the model's positions would fail deep in its embeddings (or cost memory for nothing)."""
+    limit = position_limit(model_name, tokenizer)
+    for flag, length in lengths.items():
+        if limit is not None and length > limit:
+            raise UserError(f"{flag} {length} exceeds what --model {model_name!r} can take: {limit} positions "
+                            f"(its max_position_embeddings); expected at most {limit}")

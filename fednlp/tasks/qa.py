@@ -155,6 +155,14 @@ class ExtractiveQA(Task):
         self.references = _references(data.fields, self.question_of)
         self.null_answers = any(not refs for refs in self.references)
 
+    def estimated_feature_bytes(self) -> int:
+        """Every context cut into windows that each bring (max length - question - stride) new context
+        tokens, counted in UTF-8 bytes (no token is shorter); offsets add 8 bytes per token."""
+        room = max(1, self.max_length - self.tokenizer.num_special_tokens_to_add(pair=True)
+                   - self.max_question_tokens - self.config.doc_stride)
+        rows = sum(1 + len(context.encode()) // room for context in self.data.fields["context_X"])
+        return rows * self.max_length * (self.bytes_per_token + 8)
+
     def cache_key(self) -> str:
         return f"{self.name}-stride{self.config.doc_stride}-question{self.max_question_tokens}"
 
@@ -164,7 +172,7 @@ class ExtractiveQA(Task):
         encoded = self.tokenizer(
             questions, fields["context_X"], truncation="only_second", max_length=self.max_length,
             stride=self.config.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
-            padding="max_length", return_tensors="np",
+            padding="longest", return_tensors="np",  # the longest window the data has, not the max length
         )
         example_of_row = encoded["overflow_to_sample_mapping"].astype(np.int64)
         input_ids = encoded["input_ids"].astype(np.int32)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from fednlp.errors import UserError
-from fednlp.tasks.base import Features, Task, tokenize_in_chunks
+from fednlp.tasks.base import TOKEN_DTYPES, Features, Task, tokenize_in_chunks
 from fednlp.tasks.models import TINY_BERT, build_auto_model, model_config, pretrained_source, quiet_transformers
 from fednlp.tasks.registry import register_task
 
@@ -38,13 +38,12 @@ class Seq2Seq(Task):
     def build_features(self) -> Features:
         sources = [str(x) for x in self.data.fields["X"]]
         encoded = tokenize_in_chunks(
-            lambda chunk: self.tokenizer(chunk, truncation=True, max_length=self.max_length, padding="max_length",
-                                         return_tensors="np"),
-            sources,
+            lambda chunk: self.tokenizer(chunk, truncation=True, max_length=self.max_length),
+            sources, pad_values={"input_ids": self.tokenizer.pad_token_id or 0}, dtypes=TOKEN_DTYPES,
         )
         arrays = {
-            "input_ids": encoded["input_ids"].astype(np.int32),
-            "attention_mask": encoded["attention_mask"].astype(np.int8),
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
             "labels": self.target_ids([str(y) for y in self.data.fields["Y"]]),
         }
         return Features(
@@ -55,13 +54,12 @@ class Seq2Seq(Task):
         )
 
     def target_ids(self, targets: list[str]) -> np.ndarray:
-        """[n, max_target_length] token ids of the targets, right-padded with -100."""
+        """[n, longest target (at most max_target_length)] token ids of the targets, right-padded with -100."""
         width = self.config.max_target_length
         start = self._fed_start_token()
         encoded = tokenize_in_chunks(
-            lambda chunk: self.tokenizer(text_target=chunk, truncation=True, max_length=width + (start is not None),
-                                         padding="max_length", return_tensors="np"),
-            targets,
+            lambda chunk: self.tokenizer(text_target=chunk, truncation=True, max_length=width + (start is not None)),
+            targets, pad_values={}, dtypes={"input_ids": np.int32, "attention_mask": np.int8},
         )
         ids, mask = encoded["input_ids"], encoded["attention_mask"]
         if start is not None and (ids[:, 0] == start).all():
@@ -75,6 +73,9 @@ class Seq2Seq(Task):
 
     def cache_key(self) -> str:
         return f"{self.name}-target{self.config.max_target_length}"
+
+    def limited_lengths(self) -> dict[str, int]:
+        return {**super().limited_lengths(), "--max-target-length": self.config.max_target_length}
 
     # ------------------------------------------------------------------ model
 

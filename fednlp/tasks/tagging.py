@@ -28,6 +28,7 @@ class SequenceTagging(Task):
     name = "tagging"
     task_type = "sequence_tagging"
     primary_metric = "f1"
+    bytes_per_token = 8  # and an int16 label per token
 
     def build_features(self) -> Features:
         sentences, counts = self._tokenizable(self.data.fields["X"])
@@ -37,10 +38,10 @@ class SequenceTagging(Task):
                    for first, last in word_windows(sentence_counts, capacity)]
         encoded = self.tokenizer(
             [sentences[example][first:last] for example, first, last in windows], is_split_into_words=True,
-            truncation=True, max_length=self.max_length, padding="max_length",
+            truncation=True, max_length=self.max_length, padding="longest",  # the data's longest, not the max
         )
         vocab = self.data.label_vocab
-        labels = np.full((len(windows), self.max_length), IGNORE, dtype=np.int16)
+        labels = np.full((len(windows), len(encoded["input_ids"][0]) if windows else 0), IGNORE, dtype=np.int16)
         for row, (example, first, last) in enumerate(windows):
             positions, words = first_subtokens(encoded.word_ids(row))
             # Each window holds whole words that fit, so each of its words keeps its first sub-token.
