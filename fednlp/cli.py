@@ -114,26 +114,55 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("runs", nargs="?", default="runs", help="directory searched for result.json files (default runs)")
     b.add_argument("--format", default="markdown", choices=FORMATS)
     b.add_argument("--out", help="write the table here instead of printing it")
-    b.add_argument("--plots", help="also write the study's figures (PNG) into this directory")
     b.set_defaults(func=cmd_leaderboard)
 
     a = sub.add_parser("algorithms", help="list the registered federated algorithms")
     a.set_defaults(func=cmd_algorithms)
 
 
+def _add_supervise_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "supervise",
+        help="run a training command; resume it from its newest checkpoint when the job dies (at most N times)",
+        description="Run COMMAND (fednlp train, under mpirun or not, with --out RUN_DIR and --checkpoint-every) and "
+        "restart it with --resume RUN_DIR when the job dies for a reason outside the run's control (a killed rank, "
+        "SIGTERM from a scheduler); bad input (exit 2), a non-finite loss (exit 3) and Ctrl-C are not restarted. "
+        "Each restart is logged on stderr and in RUN_DIR/restarts.jsonl.",
+    )
+    p.add_argument("--max-restarts", type=int, required=True, help="restarts allowed, 0 or more")
+    p.add_argument("--restart-delay", type=float, default=2.0, help="seconds to wait before a restart (default 2)")
+    p.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the training command, after --")
+    p.set_defaults(func=cmd_supervise)
+
+
+def cmd_supervise(args: argparse.Namespace) -> None:
+    from fednlp.supervisor import supervise
+
+    if args.max_restarts < 0:
+        raise UserError(f"--max-restarts must be 0 or more, got {args.max_restarts}")
+    if not 0 <= args.restart_delay < float("inf"):
+        raise UserError(f"--restart-delay must be a finite number of seconds, 0 or more, got {args.restart_delay}")
+    job = args.job[1:] if args.job[:1] == ["--"] else args.job
+    code = supervise(job, args.max_restarts, args.restart_delay)
+    if code:
+        raise SystemExit(code)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from fednlp.algorithms.registry import algorithm_option_fields
     from fednlp.config import TrainConfig, load_config, read_yaml_config
     from fednlp.federation.runtime import train_federated
 
+    extra = algorithm_option_fields()
     base = None
     if args.resume:
         saved = Path(args.resume) / "config.yaml"
         if not saved.is_file():
             raise UserError(f"--resume {args.resume}: no config.yaml there; is it a run directory?")
-        base = {**read_yaml_config(saved, TrainConfig), "out": args.resume}
-    result = train_federated(load_config(TrainConfig, args, base), resume=bool(args.resume))
+        base = {**read_yaml_config(saved, TrainConfig, extra), "out": args.resume}
+    result = train_federated(load_config(TrainConfig, args, base, extra), resume=bool(args.resume))
     if result.get("world_size", 1) == 1 or _rank() == 0:
         print(f"{result['metric']}={result['value']:.4f} (best {result['best_value']:.4f}) in {result['wall_time_s']:.1f}s")
 
@@ -149,16 +178,21 @@ def cmd_centralized(args: argparse.Namespace) -> None:
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from fednlp.results.leaderboard import write_leaderboard
 
-    text = write_leaderboard(args.runs, args.format, args.out, args.plots)
+    text = write_leaderboard(args.runs, args.format, args.out)
     print(f"wrote {args.out}" if args.out else text)
 
 
 def cmd_algorithms(args: argparse.Namespace) -> None:
     from fednlp.algorithms.registry import load_algorithms
 
+    import dataclasses
+
     for name, cls in sorted(load_algorithms().items()):
         doc = (cls.__doc__ or "").strip().splitlines()
         print(f"{name:12s} {doc[0] if doc else cls.__module__}")
+        if cls.Options is not None:
+            flags = ", ".join(f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(cls.Options))
+            print(f"{'':12s} options: {flags}")
 
 
 def _rank() -> int:
@@ -270,6 +304,12 @@ def cmd_fairness(args: argparse.Namespace) -> None:
     print(f"wrote {written}")
 
 
+def _add_audit_commands(sub: argparse._SubParsersAction) -> None:
+    from fednlp.audit.commands import add_audit_commands
+
+    add_audit_commands(sub)
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """A usage error (an unknown flag, `--seed abc`) is one line too, like every other bad input; exit code 2."""
 
@@ -277,26 +317,47 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"fednlp: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="fednlp", description="Federated learning benchmarks for NLP: data, partitions, training, leaderboards."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMAND_GROUPS:
         add(sub)
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["train"]:
+        _add_algorithm_options(sub.choices["train"])
     return parser
+
+
+def _add_algorithm_options(train: argparse.ArgumentParser) -> None:
+    """Every registered algorithm's own options as flags of `fednlp train` (only when training: loading the
+    algorithms imports torch, which `fednlp --help` and `fednlp partition` should not wait for)."""
+    from fednlp.algorithms.registry import algorithm_option_fields
+    from fednlp.config import _parse_bool
+
+    group = train.add_argument_group("options of the algorithms (each algorithm refuses the others')")
+    for name, (kind, text) in sorted(algorithm_option_fields().items()):
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_parse_bool if kind is bool else kind,
+                           default=None, metavar=kind.__name__.upper(), help=text)
 
 
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data_commands,
     _add_partition_commands,
     _add_training_commands,
+    _add_supervise_command,
     _add_fairness_command,
+    _add_audit_commands,
 ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser(argv)
+    except UserError as exc:  # a broken plugin's options
+        print(f"fednlp: error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    args = parser.parse_args(argv)
     try:
         args.func(args)
     except UserError as exc:

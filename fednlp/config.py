@@ -18,6 +18,7 @@ import yaml
 
 from fednlp.config_checks import check_run_config
 from fednlp.errors import UserError
+from fednlp.privacy.options import check_dp_config
 
 
 def _opt(help: str, **kwargs: Any) -> Any:
@@ -97,25 +98,36 @@ class TrainConfig(RunConfig):
                                    "fedadagrad and fedopt)")
     sampler: str = _opt("client sampler: uniform (default), uniform_ht, activity, or a plugin's "
                         "(see fednlp/algorithms/samplers.py)", default="uniform")
-    mu: float | None = _opt("fedprox: weight of the proximal term mu/2 ||w - w_global||^2 (required by fedprox)")
-    server_momentum: float | None = _opt("server momentum (fedavgm: default 0.9; fedopt with sgd: default 0)")
-    beta1: float = _opt("fedadam/fedyogi/fedadagrad (and fedopt's adam): first-moment decay (default 0.9)",
-                        default=0.9)
-    beta2: float = _opt("fedadam/fedyogi (and fedopt's adam): second-moment decay (default 0.99)", default=0.99)
-    tau: float = _opt("fedadam/fedyogi/fedadagrad: adaptivity constant tau (default 1e-3; fedopt: the "
-                      "optimizer's eps)", default=1e-3)
-    server_optimizer: str = _opt("fedopt: torch optimizer on the server: sgd (default), adam, adamw, adagrad",
-                                 default="sgd")
-    algorithm_options: str | None = _opt("options of a plugin algorithm, 'key=value,key=value' (see its docs)")
+    # The algorithms' own options (fedprox's --mu, the adaptive servers' --beta1/--beta2/--tau, a plugin's...),
+    # declared once in each algorithm's Options (fednlp/algorithms/base.py): flags and YAML keys of the same
+    # names land here, and config.yaml lists them beside the other options.
+    algorithm_args: dict[str, Any] = field(default_factory=dict, metadata={"cli": False})
     checkpoint_every: int | None = _opt("write a checkpoint every N rounds (and after the last round)")
     holdout_clients: float = _opt("keep a seeded fraction of the clients out of every cohort (recorded in "
                                   "result.json; user-level membership inference's non-members)", default=0.0)
     on_nonfinite: str = _opt("a client whose loss or update is NaN or infinite: stop (exit 3, the last finite "
                              "checkpoint kept) or skip-client (left out of the round, the rest renormalised)",
                              default="stop")
+    # Differential privacy (fednlp/privacy/; docs/privacy.md): one block, checked by check_dp_config.
+    dp: str = _opt("differential privacy: none, client (DP-FedAvg: clip each client's update, noise the sum) or "
+                   "sample (DP-SGD inside each client)", default="none")
+    dp_clip: str | None = _opt("DP clip norm C (a positive number), or 'adaptive' (client level: Andrew et al. 2021)")
+    dp_clip_init: float = _opt("--dp-clip adaptive: the initial clip norm", default=0.1)
+    dp_noise_multiplier: float | None = _opt("DP noise multiplier Z (noise std = Z C); or give --dp-epsilon")
+    dp_epsilon: float | None = _opt("DP budget: calibrate Z to it (or, with --dp-noise-multiplier, refuse more "
+                                    "rounds than it allows)")
+    dp_delta: float | None = _opt("DP delta (default 1/N: N clients at client level, training examples at "
+                                  "sample level)")
+    dp_target_quantile: float = _opt("--dp-clip adaptive: the fraction of clients left unclipped", default=0.5)
+    dp_clip_lr: float = _opt("--dp-clip adaptive: the geometric learning rate of the clip norm", default=0.2)
+    dp_noise_cohort_size: int | None = _opt("client level: noise as if this many clients took part per round "
+                                            "(the accounting then assumes that deployment's population)")
+    dp_accept_sampler_bound: bool = _opt("allow --dp with a sampler that has no exact accounting, bounded with its "
+                                         "largest inclusion probability as a Poisson rate", default=False)
 
     def validate(self) -> None:
         super().validate()
+        check_dp_config(self)  # fednlp/privacy/options.py
         for name in ("partition", "method"):
             if not getattr(self, name):
                 raise UserError(f"--{name} is required")
@@ -129,21 +141,14 @@ class TrainConfig(RunConfig):
             raise UserError(f"--local-steps must be positive, got {self.local_steps}")
         if self.local_epochs is not None and self.local_epochs <= 0:
             raise UserError(f"--local-epochs must be positive, got {self.local_epochs}")
-        for name in ("server_lr", "tau"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.server_lr is not None and self.server_lr <= 0:
+            raise UserError(f"--server-lr must be positive, got {self.server_lr}")
         if not 0 <= self.holdout_clients < 1:
             raise UserError(f"--holdout-clients must be a fraction in [0, 1), got {self.holdout_clients}")
         if self.on_nonfinite not in ("stop", "skip-client"):
             raise UserError(f"--on-nonfinite must be stop or skip-client, got {self.on_nonfinite!r}")
         if self.checkpoint_every is not None and self.checkpoint_every <= 0:
             raise UserError(f"--checkpoint-every must be positive, got {self.checkpoint_every}")
-        if self.mu is not None and self.mu < 0:
-            raise UserError(f"--mu must be 0 or more, got {self.mu}")
-        for name in ("server_momentum", "beta1", "beta2"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
 
 
 @dataclass
@@ -177,31 +182,40 @@ def _base_type(annotation: Any) -> type:
     return hint
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    """One flag per field, default None so that only what the user typed overrides the YAML."""
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type,
+                         extra: dict[str, tuple[type, str]] | None = None) -> None:
+    """One flag per field (and per `extra` option: name -> (type, help)), default None so that only what the
+    user typed overrides the YAML."""
     parser.add_argument("--config", help="YAML file of options (flags override it)")
-    for f in fields(config_cls):
-        kind = _base_type(f.type)
+    options = [(f.name, _base_type(f.type), f.metadata.get("help", "")) for f in fields(config_cls)
+               if f.metadata.get("cli", True)]
+    for name, kind, text in options + [(n, k, t) for n, (k, t) in (extra or {}).items()]:
         parse = _parse_bool if kind is bool else kind
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=parse, default=None,
-                            metavar=kind.__name__.upper(), help=f.metadata.get("help", ""))
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=parse, default=None,
+                            metavar=kind.__name__.upper(), help=text)
 
 
-def load_config(config_cls: type, args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
-    """Defaults < `base` (e.g. a resumed run's config) < --config YAML < flags."""
+def load_config(config_cls: type, args: argparse.Namespace, base: dict[str, Any] | None = None,
+                extra: dict[str, tuple[type, str]] | None = None) -> Any:
+    """Defaults < `base` (e.g. a resumed run's config) < --config YAML < flags. `extra` (name -> (type, help))
+    are the algorithms' options: they go to the config's `algorithm_args`."""
     values: dict[str, Any] = dict(base or {})
     if getattr(args, "config", None):
-        values.update(read_yaml_config(args.config, config_cls))
-    for f in fields(config_cls):
-        given = getattr(args, f.name, None)
+        values.update(read_yaml_config(args.config, config_cls, extra))
+    for name in [f.name for f in fields(config_cls)] + list(extra or {}):
+        given = getattr(args, name, None)
         if given is not None:
-            values[f.name] = given
+            values[name] = given
+    extras = {name: values.pop(name) for name in list(values) if name in (extra or {})}
+    if extras:
+        values["algorithm_args"] = {**values.get("algorithm_args", {}), **extras}
     config = config_cls(**values)
     config.validate()
     return config
 
 
-def read_yaml_config(path: str | Path, config_cls: type) -> dict[str, Any]:
+def read_yaml_config(path: str | Path, config_cls: type, extra: dict[str, tuple[type, str]] | None = None
+                     ) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--config {path} does not exist")
@@ -211,13 +225,14 @@ def read_yaml_config(path: str | Path, config_cls: type) -> dict[str, Any]:
         raise UserError(f"--config {path} is not valid YAML ({exc.__class__.__name__})") from None
     if not isinstance(raw, dict):
         raise UserError(f"--config {path} must hold a mapping of option: value")
-    known = {f.name: f for f in fields(config_cls)}
+    known = {f.name: _base_type(f.type) for f in fields(config_cls) if f.metadata.get("cli", True)}
+    known.update({name: kind for name, (kind, _) in (extra or {}).items()})
     values = {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")
         if name not in known:
             raise UserError(f"--config {path}: unknown option {key!r}; known: {', '.join(sorted(known))}")
-        kind = _base_type(known[name].type)
+        kind = known[name]
         if value is not None:
             try:
                 value = _parse_bool(value) if kind is bool else kind(value)
@@ -228,4 +243,7 @@ def read_yaml_config(path: str | Path, config_cls: type) -> dict[str, Any]:
 
 
 def config_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The resolved config as config.yaml holds it: the algorithm's options beside the others."""
+    values = dataclasses.asdict(config)
+    values.update(values.pop("algorithm_args", {}))
+    return values

@@ -21,10 +21,15 @@ METHOD = "niid_label_clients=12_alpha=1.0"
 
 
 def _reference_config(bbc, out: Path, overrides: dict) -> TrainConfig:
+    from dataclasses import fields
+
     data, part = bbc
+    own = {f.name for f in fields(TrainConfig)}
+    run = {k: v for k, v in overrides.items() if k in own}
+    algorithm_args = {k: v for k, v in overrides.items() if k not in own}  # mu, server_momentum, ...: the algorithm's
     config = TrainConfig(data=str(data), partition=str(part), method=METHOD, model="tiny-bert", rounds=2,
                          clients_per_round=4, local_steps=2, batch_size=8, max_seq_length=32, eval_max_examples=32,
-                         out=str(out), seed=5, quiet=True, **overrides)
+                         out=str(out), seed=5, quiet=True, algorithm_args=algorithm_args, **run)
     config.validate()
     return config
 

@@ -8,7 +8,6 @@ not the algorithm's: the runtime hands `server_step` the sampler's weighted aggr
 from __future__ import annotations
 
 import dataclasses
-import typing
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
@@ -28,7 +27,9 @@ class Algorithm:
 
     `default_server_lr` is used when --server-lr is not given; None makes --server-lr required (adaptive
     server optimizers have no learning rate that suits every task). `Options`, a frozen dataclass, declares
-    the options a plugin algorithm reads from --algorithm-options "key=value,...".
+    the algorithm's own options once: each field becomes a flag (`--field-name`) and a YAML key of
+    `fednlp train`, with its type, default and help (`algorithm_option(...)`); a field without a default is
+    required. Built-ins and plugins declare them the same way; `self.options` holds the parsed instance.
 
     The round, as the runtime calls it (fednlp/federation/runtime.py; docs/extending.md):
       begin_round(ctx)                                          every rank, before any client
@@ -55,7 +56,7 @@ class Algorithm:
         if server_lr is None:
             raise UserError(f"--algorithm {label} needs --server-lr (the server learning rate; it has no default)")
         self.server_lr: float = server_lr
-        self.options = parse_options(config.algorithm_options, self.Options, label)
+        self.options = parse_options(config.algorithm_args, self.Options, label)
 
     # -- client side -----------------------------------------------------------------------------
     def begin_round(self, ctx: RoundContext) -> None:
@@ -92,28 +93,29 @@ class Algorithm:
         return None
 
 
-def parse_options(text: str | None, options_cls: type[P] | None, algorithm: str) -> P | None:
-    """'key=value,key=value' -> an instance of the frozen dataclass `options_cls` (fields typed int, float,
-    str or bool; the ones not given keep their defaults)."""
+def algorithm_option(help: str, **kwargs: Any) -> Any:
+    """A field of an algorithm's Options: its help text is the flag's."""
+    return dataclasses.field(metadata={"help": help}, **kwargs)
+
+
+def parse_options(given: dict[str, Any], options_cls: type[P] | None, algorithm: str) -> P | None:
+    """The algorithm's options from the run's `algorithm_args` (flags and YAML keys of every registered
+    algorithm's options): refuse one this algorithm does not take, require those without a default, and
+    check every number (finite, in range) like the run's own options."""
+    from fednlp.config_checks import check_numbers
+
+    fields = {f.name: f for f in dataclasses.fields(options_cls)} if options_cls is not None else {}
+    for key, value in given.items():
+        if key not in fields and value is not None:
+            takes = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(fields)) or "no options of its own"
+            raise UserError(f"--{key.replace('_', '-')} is not an option of --algorithm {algorithm} (it takes {takes})")
     if options_cls is None:
-        if text:
-            raise UserError(f"--algorithm-options: algorithm {algorithm} takes no options, got {text!r}")
         return None
-    hints = typing.get_type_hints(options_cls)
-    fields = {f.name for f in dataclasses.fields(options_cls)}
-    values: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in fields:
-            raise UserError(f"--algorithm-options: expected key=value with key one of {', '.join(sorted(fields))} "
-                            f"(algorithm {algorithm}), got {item!r}")
-        kind, raw = hints[key], raw.strip()
-        try:
-            values[key] = _BOOLS[raw.lower()] if kind is bool else kind(raw)
-        except (KeyError, ValueError):
-            raise UserError(f"--algorithm-options: {key} must be {kind.__name__}, got {raw!r}") from None
-    return options_cls(**values)
-
-
-_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+    values = {k: v for k, v in given.items() if k in fields and v is not None}
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in values:
+            raise UserError(f"--algorithm {algorithm} needs --{name.replace('_', '-')} ({f.metadata.get('help', name)})")
+    options = options_cls(**values)
+    check_numbers(options)
+    return options

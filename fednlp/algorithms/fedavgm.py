@@ -8,14 +8,14 @@ from typing import Any
 
 import torch
 
-from fednlp.algorithms.base import Algorithm
+from fednlp.algorithms.base import Algorithm, algorithm_option
 from fednlp.algorithms.registry import register_algorithm
 from fednlp.config import TrainConfig
 
 
 @dataclass(frozen=True)
-class FedAvgMParams:
-    momentum: float = 0.9
+class FedAvgMOptions:
+    server_momentum: float = algorithm_option("fedavgm: server momentum beta (default 0.9)", default=0.9)
 
 
 @register_algorithm("fedavgm")
@@ -27,17 +27,17 @@ class FedAvgM(Algorithm):
     momentum (dampening 0) on the pseudo-gradient -mean update.
     """
 
+    Options = FedAvgMOptions
+
     def __init__(self, config: TrainConfig):
         super().__init__(config)
-        momentum = config.server_momentum
-        self.params = FedAvgMParams() if momentum is None else FedAvgMParams(momentum)
         self.velocity: torch.Tensor | None = None
 
     def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, ctx: Any) -> None:
         if self.velocity is None:
             self.velocity = torch.zeros_like(global_flat)
         self.velocity = self.velocity.to(global_flat.device)  # a no-op unless loaded from a checkpoint on the CPU
-        self.velocity.mul_(self.params.momentum).add_(mean_update)
+        self.velocity.mul_(self.options.server_momentum).add_(mean_update)
         global_flat.add_(self.velocity, alpha=self.server_lr)
 
     def state_dict(self) -> dict[str, Any]:

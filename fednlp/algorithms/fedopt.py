@@ -12,17 +12,40 @@ from typing import Any, Callable
 
 import torch
 
-from fednlp.algorithms.base import Algorithm
+from fednlp.algorithms.base import Algorithm, algorithm_option
 from fednlp.algorithms.registry import register_algorithm
 from fednlp.config import TrainConfig
 from fednlp.errors import UserError
 
 
+def _beta1() -> float:
+    return algorithm_option("fedadam/fedyogi/fedadagrad/fedopt: first-moment decay (default 0.9)", default=0.9)
+
+
+def _beta2() -> float:
+    return algorithm_option("fedadam/fedyogi/fedopt: second-moment decay (default 0.99)", default=0.99)
+
+
+def _tau() -> float:
+    return algorithm_option("fedadam/fedyogi/fedadagrad: adaptivity constant tau (default 1e-3); fedopt: the torch "
+                            "optimizer's eps", default=1e-3)
+
+
 @dataclass(frozen=True)
-class AdaptiveParams:
-    beta1: float
-    beta2: float
-    tau: float
+class AdaptiveOptions:
+    beta1: float = _beta1()
+    beta2: float = _beta2()
+    tau: float = _tau()
+
+
+@dataclass(frozen=True)
+class FedOptOptions:
+    server_optimizer: str = algorithm_option("fedopt: torch optimizer on the server: sgd (default), adam, adamw, "
+                                             "adagrad", default="sgd")
+    server_momentum: float = algorithm_option("fedopt with sgd: server momentum (default 0)", default=0.0)
+    beta1: float = _beta1()
+    beta2: float = _beta2()
+    tau: float = _tau()
 
 
 class AdaptiveServer(Algorithm):
@@ -37,10 +60,10 @@ class AdaptiveServer(Algorithm):
     """
 
     default_server_lr = None
+    Options = AdaptiveOptions
 
     def __init__(self, config: TrainConfig):
         super().__init__(config)
-        self.params = AdaptiveParams(beta1=config.beta1, beta2=config.beta2, tau=config.tau)
         self.m: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
 
@@ -48,7 +71,7 @@ class AdaptiveServer(Algorithm):
         raise NotImplementedError
 
     def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, ctx: Any) -> None:
-        p = self.params
+        p = self.options
         if self.m is None or self.v is None:
             self.m = torch.zeros_like(global_flat)
             self.v = torch.full_like(global_flat, p.tau**2)
@@ -72,7 +95,7 @@ class FedAdam(AdaptiveServer):
     """Reddi et al.'s FedAdam: v = beta2 v + (1 - beta2) Delta^2 (no bias correction)."""
 
     def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> None:
-        v.mul_(self.params.beta2).add_(delta_sq, alpha=1 - self.params.beta2)
+        v.mul_(self.options.beta2).add_(delta_sq, alpha=1 - self.options.beta2)
 
 
 @register_algorithm("fedyogi")
@@ -80,7 +103,7 @@ class FedYogi(AdaptiveServer):
     """Reddi et al.'s FedYogi: v = v - (1 - beta2) Delta^2 sign(v - Delta^2)."""
 
     def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> None:
-        v.addcmul_(delta_sq, torch.sign(v - delta_sq), value=-(1 - self.params.beta2))
+        v.addcmul_(delta_sq, torch.sign(v - delta_sq), value=-(1 - self.options.beta2))
 
 
 @register_algorithm("fedadagrad")
@@ -93,9 +116,9 @@ class FedAdagrad(AdaptiveServer):
 
 # name -> (the global weights, config) -> a torch optimizer over them. Each passes only the arguments its
 # class takes: FedML built every server optimizer with a momentum argument, so its Adam never ran.
-ServerOptimizerFactory = Callable[[list[torch.Tensor], TrainConfig, float], torch.optim.Optimizer]
+ServerOptimizerFactory = Callable[[list[torch.Tensor], FedOptOptions, float], torch.optim.Optimizer]
 SERVER_OPTIMIZERS: dict[str, ServerOptimizerFactory] = {
-    "sgd": lambda params, c, lr: torch.optim.SGD(params, lr=lr, momentum=c.server_momentum or 0.0),
+    "sgd": lambda params, c, lr: torch.optim.SGD(params, lr=lr, momentum=c.server_momentum),
     "adam": lambda params, c, lr: torch.optim.Adam(params, lr=lr, betas=(c.beta1, c.beta2), eps=c.tau),
     # AdamW's default weight decay (0.01) would shrink the global model every round: none on the server.
     "adamw": lambda params, c, lr: torch.optim.AdamW(params, lr=lr, betas=(c.beta1, c.beta2), eps=c.tau,
@@ -113,13 +136,14 @@ class FedOpt(Algorithm):
     """
 
     default_server_lr = None
+    Options = FedOptOptions
 
     def __init__(self, config: TrainConfig):
         super().__init__(config)
-        if config.server_optimizer not in SERVER_OPTIMIZERS:
-            raise UserError(f"--server-optimizer {config.server_optimizer!r} is not known; "
+        if self.options.server_optimizer not in SERVER_OPTIMIZERS:
+            raise UserError(f"--server-optimizer {self.options.server_optimizer!r} is not known; "
                             f"known: {', '.join(sorted(SERVER_OPTIMIZERS))}")
-        self.make = SERVER_OPTIMIZERS[config.server_optimizer]
+        self.make = SERVER_OPTIMIZERS[self.options.server_optimizer]
         self.optimizer: torch.optim.Optimizer | None = None
         self._pending: dict[str, Any] | None = None
         self._bound: torch.Tensor | None = None
@@ -127,7 +151,7 @@ class FedOpt(Algorithm):
     def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, ctx: Any) -> None:
         if self.optimizer is None:
             self._bound = global_flat  # the runtime's global weights, updated in place by step()
-            self.optimizer = self.make([global_flat], self.config, self.server_lr)
+            self.optimizer = self.make([global_flat], self.options, self.server_lr)
             if self._pending is not None:
                 self.optimizer.load_state_dict(self._pending)
                 self._pending = None

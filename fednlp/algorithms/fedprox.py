@@ -6,15 +6,14 @@ from dataclasses import dataclass
 
 import torch
 
-from fednlp.algorithms.base import Algorithm
+from fednlp.algorithms.base import Algorithm, algorithm_option
 from fednlp.algorithms.registry import register_algorithm
-from fednlp.config import TrainConfig
-from fednlp.errors import UserError
 
 
 @dataclass(frozen=True)
-class FedProxParams:
-    mu: float
+class FedProxOptions:
+    mu: float = algorithm_option("fedprox: weight of the proximal term mu/2 ||w - w_global||^2 (Li et al. tune it "
+                                 "in 0.001..1; required)")
 
 
 @register_algorithm("fedprox")
@@ -29,15 +28,11 @@ class FedProx(Algorithm):
 
     keeps_untouched_rows = True  # mu (w - w_global) is exactly 0 where w never moved (sparse embedding path)
 
-    def __init__(self, config: TrainConfig):
-        super().__init__(config)
-        if config.mu is None:
-            raise UserError("--algorithm fedprox needs --mu (the proximal weight; Li et al. tune it in 0.001..1)")
-        self.params = FedProxParams(mu=config.mu)
+    Options = FedProxOptions
 
     @torch.no_grad()
     def adjust_gradients(self, params: list[torch.Tensor], global_params: list[torch.Tensor]) -> None:
-        mu = self.params.mu
+        mu = self.options.mu
         if mu == 0:
             return
         pairs = [(p, g) for p, g in zip(params, global_params, strict=True) if p.grad is not None]

@@ -57,7 +57,8 @@ class Registry(Generic[T]):
 
 ALGORITHMS: Registry[type[Algorithm]] = Registry(
     "algorithm", "--algorithm", Algorithm, "fednlp.algorithms",
-    ("fednlp.algorithms.fedavg", "fednlp.algorithms.fedavgm", "fednlp.algorithms.fedprox", "fednlp.algorithms.fedopt"),
+    ("fednlp.algorithms.fedavg", "fednlp.algorithms.fedavgm", "fednlp.algorithms.fedprox", "fednlp.algorithms.fedopt",
+     "fednlp.algorithms.qfedavg"),
 )
 
 
@@ -71,3 +72,26 @@ def load_algorithms() -> dict[str, type[Algorithm]]:
 
 def get_algorithm(name: str) -> type[Algorithm]:
     return ALGORITHMS.get(name)
+
+
+def algorithm_option_fields() -> dict[str, tuple[type, str]]:
+    """name -> (type, help) of every registered algorithm's Options fields: the flags and YAML keys they add
+    to `fednlp train`. A name several algorithms declare must have one type (their helps are joined)."""
+    import dataclasses
+    import typing
+
+    found: dict[str, tuple[type, str]] = {}
+    for algorithm, cls in sorted(load_algorithms().items()):
+        if cls.Options is None:
+            continue
+        hints = typing.get_type_hints(cls.Options)
+        for f in dataclasses.fields(cls.Options):
+            kind, text = hints[f.name], f.metadata.get("help", f"option of {algorithm}")
+            if f.name in found:
+                if found[f.name][0] is not kind:
+                    raise UserError(f"algorithm {algorithm} declares option {f.name} as {kind.__name__}, another "
+                                    f"algorithm as {found[f.name][0].__name__}")
+                if text not in found[f.name][1]:
+                    text = f"{found[f.name][1]}; {text}"
+            found[f.name] = (kind, text)
+    return found

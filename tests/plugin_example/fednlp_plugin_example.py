@@ -1,4 +1,4 @@
-"""FedAvg with server-side update clipping: a fednlp algorithm in a package of its own."""
+"""Clipped client updates plus Gaussian server noise: a fednlp algorithm in a package of its own."""
 
 from __future__ import annotations
 
@@ -6,28 +6,30 @@ from dataclasses import dataclass
 
 import torch
 
-from fednlp.algorithms.base import Algorithm
-from fednlp.config import TrainConfig
-from fednlp.errors import UserError
+from fednlp.algorithms.base import Algorithm, algorithm_option
 
 
 @dataclass(frozen=True)
-class ClipOptions:
-    clip_norm: float = 1.0
+class ClipNoiseOptions:
+    clip_norm: float = algorithm_option("fedavg_clip: clip each client's update to this L2 norm", default=1.0)
+    noise_std: float = algorithm_option("fedavg_clip: std of the Gaussian noise added to the aggregate", default=0.0)
 
 
 class FedAvgClip(Algorithm):
-    """FedAvg whose aggregated update is clipped to an L2 norm (--algorithm-options clip_norm=1.0)."""
+    """FedAvg whose client updates are clipped to an L2 norm, with Gaussian noise on the aggregate."""
 
-    Options = ClipOptions
+    Options = ClipNoiseOptions
+    slots = ("clipped",)  # a per-round sum, carried in the round's one Allreduce
 
-    def __init__(self, config: TrainConfig):
-        super().__init__(config)  # reads --server-lr and parses --algorithm-options into self.options
-        if self.options.clip_norm <= 0:
-            raise UserError(f"--algorithm-options clip_norm must be positive, got {self.options.clip_norm}")
-
-    def server_step(self, global_flat: torch.Tensor, mean_update: torch.Tensor, round_idx: int) -> None:
-        norm = float(mean_update.norm())
+    def process_client_update(self, update, ctx) -> None:
+        norm = update.norm()  # exact over every trainable weight
         if norm > self.options.clip_norm:
-            mean_update.mul_(self.options.clip_norm / norm)  # the runtime's scratch buffer: ours to change
-        super().server_step(global_flat, mean_update, round_idx)  # FedAvg: global += server_lr * update
+            update.scale_(self.options.clip_norm / norm)
+            update.add("clipped", 1)
+
+    def server_step(self, global_flat: torch.Tensor, aggregate: torch.Tensor, ctx) -> None:
+        # Drawn on the CPU from the round's generator: the same noise on every rank, no broadcast.
+        noise = torch.randn(aggregate.shape, generator=ctx.generator) * self.options.noise_std
+        aggregate.add_(noise.to(aggregate.device))
+        self.clipped_last_round = ctx.sums["clipped"]
+        super().server_step(global_flat, aggregate, ctx)  # FedAvg: global += server_lr * aggregate
