@@ -25,7 +25,13 @@ DELTAS = [1.0, 4.0, -2.0]  # the aggregated update of rounds 0, 1, 2 in the hand
 
 
 def _config(**options) -> TrainConfig:
-    return TrainConfig(data="d.h5", partition="p.h5", method="m", **options)
+    """Run options as TrainConfig fields, the algorithm's own options (mu, beta1, ...) into algorithm_args,
+    as the command line puts them."""
+    from dataclasses import fields
+
+    own = {f.name for f in fields(TrainConfig)}
+    args = {k: options.pop(k) for k in list(options) if k not in own}
+    return TrainConfig(data="d.h5", partition="p.h5", method="m", algorithm_args=args, **options)
 
 
 def _run(algorithm: Algorithm, deltas=DELTAS, x0: float = 0.0) -> list[float]:
@@ -168,14 +174,15 @@ def test_fedprox_mu_zero_round_equals_fedavg_exactly(bbc, tmp_path: Path) -> Non
     data, part = bbc
     config = TrainConfig(data=str(data), partition=str(part), method=METHOD, model="tiny-bert", rounds=1,
                          clients_per_round=3, local_steps=3, batch_size=8, lr=0.05, optimizer="sgd",
-                         max_seq_length=32, eval_max_examples=16, out=str(tmp_path / "run"), seed=1, mu=0.0)
+                         max_seq_length=32, eval_max_examples=16, out=str(tmp_path / "run"), seed=1, algorithm_args={"mu": 0.0})
     session = open_session(config, LocalCommunicator(), "x")
     clients = read_clients(config.partition, config.method, session.data.n_examples, config.data)
-    federation = Federation(session, FedAvg(config), clients)
+    fedavg_config = _with(config, algorithm_args={})  # mu is fedprox's option: fedavg refuses it
+    federation = Federation(session, FedAvg(fedavg_config), clients)
     start = federation.global_flat.clone()
     results = {}
-    for name, algorithm in [("fedavg", FedAvg(config)), ("fedprox0", FedProx(config)),
-                            ("fedprox", FedProx(_with(config, mu=5.0)))]:
+    for name, algorithm in [("fedavg", FedAvg(fedavg_config)), ("fedprox0", FedProx(config)),
+                            ("fedprox", FedProx(_with(config, algorithm_args={"mu": 5.0})))]:
         federation.global_flat.copy_(start)
         federation.algorithm = federation.trainer.algorithm = algorithm
         federation.run_round(0)
@@ -209,24 +216,55 @@ def test_registry_refuses_duplicates_and_names_the_known_algorithms() -> None:
 def test_algorithm_options_and_server_lr_rules() -> None:
     from dataclasses import dataclass
 
+    from fednlp.algorithms.base import algorithm_option
+
     @dataclass(frozen=True)
     class Opts:
-        clip: float = 1.0
-        steps: int = 2
-        on: bool = False
+        needed: float = algorithm_option("something required")
+        clip: float = algorithm_option("a clip", default=1.0)
+        steps: int = algorithm_option("steps", default=2)
 
-    assert parse_options("clip=0.5, on=true", Opts, "x") == Opts(clip=0.5, steps=2, on=True)
-    assert parse_options(None, Opts, "x") == Opts()
-    for text, message in [("clip", "key=value"), ("size=3", "key=value"), ("steps=1.5", "steps must be int"),
-                          ("on=maybe", "on must be bool")]:
-        with pytest.raises(UserError, match=message):
-            parse_options(text, Opts, "x")
-    with pytest.raises(UserError, match="takes no options"):
-        FedAvg(_config(algorithm_options="clip=1"))
+    assert parse_options({"clip": 0.5, "needed": 1.0}, Opts, "x") == Opts(needed=1.0, clip=0.5, steps=2)
+    with pytest.raises(UserError, match=r"^--algorithm x needs --needed \(something required\)$"):
+        parse_options({}, Opts, "x")
+    with pytest.raises(UserError, match=r"^--size is not an option of --algorithm x \(it takes --clip, --needed, --steps\)$"):
+        parse_options({"size": 3, "needed": 1.0}, Opts, "x")
+    with pytest.raises(UserError, match="--clip must be a finite number, got nan"):
+        parse_options({"clip": float("nan"), "needed": 1.0}, Opts, "x")
+    with pytest.raises(UserError, match=r"^--mu is not an option of --algorithm fedavg \(it takes no options of its own\)$"):
+        FedAvg(_config(mu=0.1))
+    with pytest.raises(UserError, match="--algorithm fedprox needs --mu"):
+        FedProx(_config(algorithm="fedprox"))
+    with pytest.raises(UserError, match=r"--mu must be 0 or more, got -1"):
+        FedProx(_config(algorithm="fedprox", mu=-1.0))
+    with pytest.raises(UserError, match=r"--beta2 must be in \[0, 1\), got 1.0"):
+        get_algorithm("fedadam")(_config(algorithm="fedadam", server_lr=1.0, beta2=1.0))
     for name in ("fedadam", "fedyogi", "fedadagrad", "fedopt"):
         with pytest.raises(UserError, match=f"--algorithm {name} needs --server-lr"):
             get_algorithm(name)(_config(algorithm=name))
     assert FedAvg(_config()).server_lr == 1.0
+
+
+def test_algorithm_options_are_flags_and_yaml_keys_declared_once(bbc, tmp_path: Path) -> None:
+    """--mu and --beta1 come from the algorithms' Options (not from TrainConfig), work as flags and as YAML
+    keys, and config.yaml keeps them beside the run's other options."""
+    from fednlp.algorithms.registry import algorithm_option_fields
+    from fednlp.config import config_dict
+
+    declared = algorithm_option_fields()
+    assert {"mu", "beta1", "beta2", "tau", "server_momentum", "server_optimizer"} <= declared.keys()
+    assert declared["mu"][0] is float and "proximal" in declared["mu"][1]
+    data, part = bbc
+    yaml_config = tmp_path / "c.yaml"
+    yaml_config.write_text("algorithm: fedprox\nmu: 0.25\nrounds: 1\n")
+    code = main(["train", "--config", str(yaml_config), "--data", str(data), "--partition", str(part), "--method",
+                 METHOD, "--clients-per-round", "2", "--local-steps", "1", "--batch-size", "8", "--max-seq-length",
+                 "16", "--eval-max-examples", "16", "--out", str(tmp_path / "run"), "--save-model", "false"])
+    assert code == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["config"]["mu"] == 0.25 and "algorithm_args" not in result["config"]
+    assert "mu: 0.25" in (tmp_path / "run" / "config.yaml").read_text()
+    assert config_dict(_config(algorithm="fedprox", mu=0.5))["mu"] == 0.5
 
 
 def _train(bbc, out: Path, *flags: str) -> dict:
