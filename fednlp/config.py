@@ -103,6 +103,9 @@ class TrainConfig(RunConfig):
     # names land here, and config.yaml lists them beside the other options.
     algorithm_args: dict[str, Any] = field(default_factory=dict, metadata={"cli": False})
     checkpoint_every: int | None = _opt("write a checkpoint every N rounds (and after the last round)")
+    eval_clients: str | None = _opt("also evaluate the global model on each client's own test data: 'all', N (a "
+                                    "seeded sample of N clients, the same at every evaluation) or ids:3,17,42")
+    eval_clients_every: int | None = _opt("evaluate the clients every K rounds (default: at the final evaluation)")
     holdout_clients: float = _opt("keep a seeded fraction of the clients out of every cohort (recorded in "
                                   "result.json; user-level membership inference's non-members)", default=0.0)
     on_nonfinite: str = _opt("a client whose loss or update is NaN or infinite: stop (exit 3, the last finite "
@@ -145,6 +148,11 @@ class TrainConfig(RunConfig):
             raise UserError(f"--server-lr must be positive, got {self.server_lr}")
         if not 0 <= self.holdout_clients < 1:
             raise UserError(f"--holdout-clients must be a fraction in [0, 1), got {self.holdout_clients}")
+        if self.eval_clients is not None and not (self.eval_clients == "all" or self.eval_clients.isdigit()
+                                                  or self.eval_clients.startswith("ids:")):
+            raise UserError(f"--eval-clients must be all, a number of clients or ids:ID,ID,..., got {self.eval_clients!r}")
+        if self.eval_clients is not None and self.eval_clients.isdigit() and int(self.eval_clients) == 0:
+            raise UserError("--eval-clients must be all, a positive number of clients or ids:ID,ID,..., got 0")
         if self.on_nonfinite not in ("stop", "skip-client"):
             raise UserError(f"--on-nonfinite must be stop or skip-client, got {self.on_nonfinite!r}")
         if self.checkpoint_every is not None and self.checkpoint_every <= 0:

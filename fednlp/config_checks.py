@@ -49,7 +49,7 @@ RANGES: dict[str, Range] = {
     "max_answer_length": POSITIVE, "max_target_length": POSITIVE, "num_beams": POSITIVE,
     "rounds": POSITIVE, "clients_per_round": POSITIVE, "local_epochs": POSITIVE, "local_steps": POSITIVE,
     "server_lr": POSITIVE, "mu": NON_NEGATIVE, "q": NON_NEGATIVE, "server_momentum": FRACTION, "beta1": FRACTION, "beta2": FRACTION,
-    "tau": POSITIVE, "checkpoint_every": POSITIVE, "epochs": POSITIVE, "steps": POSITIVE, "max_restarts": NON_NEGATIVE,
+    "tau": POSITIVE, "checkpoint_every": POSITIVE, "eval_clients_every": POSITIVE, "holdout_clients": FRACTION, "epochs": POSITIVE, "steps": POSITIVE, "max_restarts": NON_NEGATIVE,
     # partitions (PartitionParams)
     "n_clients": Range(1, text="be at least 1"), "alpha": POSITIVE, "beta": POSITIVE,
     "clusters": Range(1, text="be at least 1"), "labels_per_client": Range(1, text="be at least 1"),

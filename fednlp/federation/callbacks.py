@@ -74,13 +74,23 @@ class TensorBoard(Callback):
         self.writer = tensorboard_writer(log_dir)
 
     def on_round_end(self, event: RoundEnd) -> None:
-        for key, value in event.record.items():
-            if key != "round" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                self.writer.add_scalar(key, value, event.round)
+        for key, value in _scalars(event.record):
+            self.writer.add_scalar(key, value, event.round)
         self.writer.flush()
 
     def on_train_end(self) -> None:
         self.writer.close()
+
+
+def _scalars(record: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+    """The finite numbers of a record, nested blocks as 'block/key' (e.g. clients/worst10_mean)."""
+    out = []
+    for key, value in record.items():
+        if isinstance(value, dict):
+            out += _scalars(value, f"{prefix}{key}/")
+        elif key != "round" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out.append((f"{prefix}{key}", float(value)))
+    return out
 
 
 def tensorboard_writer(log_dir: str) -> Any:

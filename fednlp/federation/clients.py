@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -11,9 +11,10 @@ from fednlp.data_partition.partition_file import check_fits_data, read_partition
 
 @dataclass(frozen=True)
 class ClientData:
-    """Train example indices (global, into the data file) of every client, in client-id order."""
+    """Train and test example indices (global, into the data file) of every client, in client-id order."""
 
     train: list[np.ndarray]
+    test: list[np.ndarray] = field(default_factory=list)
 
     @property
     def n_clients(self) -> int:
@@ -28,4 +29,37 @@ def read_clients(partition_path: str, method: str, n_examples: int, data_path: s
     """Checked against the data file's size only (cheap), so a bad partition fails before any heavy work."""
     stored = read_partition(partition_path, method)
     check_fits_data(stored, n_examples, partition_path, data_path)
-    return ClientData(train=[np.asarray(indices, dtype=np.int64) for indices in stored.train])
+    return ClientData(train=[np.asarray(indices, dtype=np.int64) for indices in stored.train],
+                      test=[np.asarray(indices, dtype=np.int64) for indices in stored.test])
+
+
+def clients_to_evaluate(spec: str | None, clients: ClientData, seed: int) -> dict[int, np.ndarray]:
+    """--eval-clients: 'all' (every client with test examples), N (a seeded sample of N of them, the same at
+    every evaluation) or 'ids:3,17' -> client -> its test example indices."""
+    from fednlp.errors import UserError
+    from fednlp.federation.cohort import Stream, run_rng
+
+    if not spec:
+        return {}
+    with_tests = [c for c, t in enumerate(clients.test) if len(t)]
+    if spec.startswith("ids:"):
+        try:
+            wanted = sorted({int(x) for x in spec[4:].split(",") if x.strip()})
+        except ValueError:
+            raise UserError(f"--eval-clients {spec!r}: expected ids:ID,ID,... with integer client ids") from None
+        for client in wanted:
+            if not 0 <= client < clients.n_clients:
+                raise UserError(f"--eval-clients: client {client} does not exist (the partition has "
+                                f"{clients.n_clients} clients, 0..{clients.n_clients - 1})")
+            if len(clients.test[client]) == 0:
+                raise UserError(f"--eval-clients: client {client} has no test data in the partition")
+    elif spec == "all":
+        wanted = with_tests
+    else:
+        count = int(spec)
+        if count > len(with_tests):
+            raise UserError(f"--eval-clients {count} exceeds the {len(with_tests)} clients with test data")
+        wanted = sorted(run_rng(seed, Stream.EVAL_CLIENTS).choice(with_tests, size=count, replace=False).tolist())
+    if not wanted:
+        raise UserError("--eval-clients: no client of the partition has test data (partition_data/<id>/test)")
+    return {c: clients.test[c] for c in wanted}

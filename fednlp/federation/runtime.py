@@ -35,12 +35,14 @@ from fednlp.federation.checkpoint import Checkpoint, load_latest_checkpoint, sav
 from fednlp.federation.callbacks import Callback, MetricsFile, Progress, RoundEnd, TensorBoard
 from fednlp.federation.client_updates import (ClientUpdate, DenseClientUpdates, SparseEmbeddingClientUpdates, sparse_embedding,
                                               touched_rows)
-from fednlp.federation.clients import read_clients
+from fednlp.fairness.client_stats import client_statistics
+from fednlp.federation.clients import clients_to_evaluate, read_clients
 from fednlp.federation.communicator import make_communicator
 from fednlp.federation.flat import FlatParameters
 from fednlp.federation.local_training import LocalTrainer, batch_plan
 from fednlp.federation.round_plan import RoundPlan, client_rng, holdout_clients, plan_round
 from fednlp.federation.session import Session, base_result, finish, open_session, path_stem
+from fednlp.privacy.plan import privatize
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -58,12 +60,20 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
     if config.clients_per_round > clients.n_clients - len(held_out):
         raise UserError(f"--clients-per-round {config.clients_per_round} exceeds the {clients.n_clients} clients "
                         f"of {config.method!r}" + (f" less the {len(held_out)} held out" if len(held_out) else ""))
+    eligible = None if len(held_out) == 0 else np.setdiff1d(np.arange(clients.n_clients), held_out)
+    active_of = lambda r: plan_round(sampler, config.seed, r, clients.sizes, config.clients_per_round,  # noqa: E731
+                                     eligible=eligible).active
+    algorithm, privacy = privatize(algorithm, config, sampler, clients.sizes, eligible, active_of)  # --dp
+    clients_to_evaluate(config.eval_clients, clients, config.seed)  # bad --eval-clients fails before any work
     session = open_session(config, comm, default_run_name(config), resume=resume)
     federation = Federation(session, algorithm, clients, sampler, held_out)
     start_round, history = federation.restore() if resume else (0, [])
     with stop_on_signals() as stop:
         history = federation.run(start_round, history, stop)
     result = base_result(session)
+    clients_block = next((h["clients"] for h in reversed(history) if "clients" in h), None)
+    if clients_block is not None:
+        result["clients"] = clients_block
     result.update(
         partition_method=config.method,
         partition_sha256=file_sha256(str(config.partition)),
@@ -78,6 +88,8 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
         local_steps_total=int(sum(session.comm.allgather(federation.trainer.steps_done))),
         timing_s={k: round(v, 4) for k, v in sorted(session.timer.seconds.items())},
     )
+    if privacy is not None:
+        result["dp"] = privacy.write(session, algorithm, config)  # fednlp/privacy/plan.py
     return finish(session, result, history)
 
 
@@ -118,6 +130,7 @@ class Federation:
         self.client_updates = (SparseEmbeddingClientUpdates(self.flat, self.global_flat, embedding) if self.sparse
                                else DenseClientUpdates(self.flat, self.global_flat))
         self._rows: dict[int, np.ndarray] = {}
+        self.eval_clients = clients_to_evaluate(self.config.eval_clients, clients, self.config.seed)
         self.history: list[dict[str, Any]] = []  # every round's record so far (checkpointed)
         self.round_loop_s = 0.0
 
@@ -140,6 +153,9 @@ class Federation:
                 evaluated = done % config.eval_every == 0 or done == config.rounds
                 if evaluated:
                     record.update(session.evaluate())
+                    if self.eval_clients and (done == config.rounds or (config.eval_clients_every
+                                                                         and done % config.eval_clients_every == 0)):
+                        record["clients"] = self.evaluate_clients(done)
                 record = {"round": done, "elapsed_s": round(time.perf_counter() - session.started, 3), **record}
                 history.append(record)
                 event = RoundEnd(done, config.rounds, record, evaluated, stopping)
@@ -154,6 +170,18 @@ class Federation:
                 callback.on_train_end()
         self.round_loop_s = time.perf_counter() - loop_start
         return history
+
+    def evaluate_clients(self, done: int) -> dict[str, float]:
+        """Each selected client's metric on its own test data: statistics for the round's record, every
+        client's line in clients.csv (rank 0)."""
+        session = self.session
+        primary = session.task.primary_metric
+        per_client = session.evaluate_clients(self.eval_clients)
+        if session.writer is not None:
+            session.writer.append_clients(done, per_client, primary)
+        values = np.array([m[primary] for m in per_client.values()])
+        examples = np.array([m["examples"] for m in per_client.values()])
+        return client_statistics(values, examples, getattr(session.task, "greater_is_better", True))
 
     def default_callbacks(self, start_round: int) -> list[Callback]:
         """Checkpoints on every rank (rank 0 writes); progress, metrics file and TensorBoard on rank 0 only."""
@@ -192,6 +220,7 @@ class Federation:
         session.started = time.perf_counter() - checkpoint.elapsed_s
         if session.writer is not None:
             session.writer.rewrite_metrics(checkpoint.history)
+            session.writer.truncate_clients(checkpoint.round)
         return checkpoint.round, checkpoint.history
 
     def plan(self, round_idx: int) -> RoundPlan:
@@ -242,8 +271,11 @@ class Federation:
         skipped = int(round(totals[NONFINITE]))
         if skipped and config.on_nonfinite == "stop":
             self._diverged(round_idx, nonfinite)
-        if totals[PLANNED_WEIGHT] > 0:
-            if skipped:  # renormalise to the clients kept, as the sampler's weights of the whole cohort sum
+        # A DP mechanism divides by the expected cohort size whatever came: it still steps (adds its noise) on
+        # an empty round, and a skipped client is not renormalised away (fednlp/privacy/client_dp.py).
+        fixed_denominator = getattr(self.algorithm, "fixed_denominator", False)
+        if totals[PLANNED_WEIGHT] > 0 or fixed_denominator:
+            if skipped and not fixed_denominator:  # renormalise to the clients kept, as the sampler's weights of the whole cohort sum
                 self.updates.mul_(plan.active_weight / totals[PLANNED_WEIGHT])
             slot_sums = dict(zip(self.slot_index, self.accumulator[self.flat.numel + RUNTIME_SLOTS :].double().tolist()))
             self.algorithm.server_step(self.global_flat, self.updates, ctx.with_sums(slot_sums))
@@ -257,6 +289,8 @@ class Federation:
             record["train_loss"] = totals[LOSS] / totals[LOSS_WEIGHT]
         if skipped:
             record["clients_skipped_nonfinite"] = skipped
+        if hasattr(self.algorithm, "round_record"):  # e.g. DP's epsilon after this round
+            record.update(self.algorithm.round_record(ctx))
         return bool(totals[STOP] > 0), record
 
     def train_client(self, client: int, plan: RoundPlan) -> ClientUpdate:
@@ -269,7 +303,10 @@ class Federation:
         timer.add("weight_copy", start)
         rng = client_rng(config.seed, plan.round_idx, client)
         torch.manual_seed(int(rng.integers(2**62)))  # dropout depends on the client, not on its rank
-        batches = batch_plan(len(rows), config.batch_size, rng, steps=config.local_steps, epochs=config.local_epochs)
+        if hasattr(self.algorithm, "client_batches"):  # e.g. DP-SGD's Poisson batches
+            batches = self.algorithm.client_batches(client, plan.round_idx, len(rows), rng)
+        else:
+            batches = batch_plan(len(rows), config.batch_size, rng, steps=config.local_steps, epochs=config.local_epochs)
         loss_global = self.trainer.mean_loss(rows, config.eval_batch_size) if self.algorithm.needs_global_loss else None
         self.trainer.reset_optimizer()
         steps = self.trainer.train(rows, batches, self.global_views)

@@ -21,7 +21,7 @@ from fednlp.data.feature_cache import file_sha256, load_or_build_features
 from fednlp.errors import UserError
 from fednlp.federation.cohort import Stream, run_rng
 from fednlp.federation.device import pick_device
-from fednlp.federation.evaluation import evaluate
+from fednlp.federation.evaluation import evaluate, evaluate_clients
 from fednlp.federation.local_training import PhaseTimer
 from fednlp.locks import lock_run_dir, release_run_dir
 from fednlp.results.run_files import RunWriter
@@ -50,6 +50,13 @@ class Session:
         metrics = evaluate(self.model, self.task, self.features, self.test_examples, self.comm,
                            self.config.eval_batch_size, self.device, self.config.precision)
         self.timer.add("evaluation", start)
+        return metrics
+
+    def evaluate_clients(self, client_tests: dict[int, np.ndarray]) -> dict[int, dict[str, float]]:
+        start = time.perf_counter()
+        metrics = evaluate_clients(self.model, self.task, self.features, client_tests, self.comm,
+                                   self.config.eval_batch_size, self.device, self.config.precision)
+        self.timer.add("client_evaluation", start)
         return metrics
 
 
@@ -85,6 +92,7 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
         writer = RunWriter(run_dir)
         if not resume:
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            (run_dir / "clients.csv").unlink(missing_ok=True)
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a fresh run must never resume old rounds
         writer.write_config(config_dict(config))
     return Session(config, comm, data, task, features, model, device, test_examples, PhaseTimer(), writer,

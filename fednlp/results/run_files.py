@@ -45,5 +45,25 @@ class RunWriter:
         """On resume: exactly the evaluations up to the checkpoint (later lines belong to lost rounds)."""
         atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
+    def append_clients(self, round_idx: int, client_metrics: dict[int, dict[str, float]], metric: str) -> None:
+        """clients.csv: one line per evaluated client and evaluation (client, round, examples, metric, loss)."""
+        path = self.run_dir / "clients.csv"
+        new = not path.exists()
+        with open(path, "a", encoding="utf-8") as f:
+            if new:
+                f.write(f"client,round,examples,{metric},loss\n")
+            for client, m in sorted(client_metrics.items()):
+                loss = "" if m.get("loss") is None else repr(m["loss"])
+                f.write(f"{client},{round_idx},{m['examples']},{m[metric]!r},{loss}\n")
+
+    def truncate_clients(self, completed_rounds: int) -> None:
+        """On resume: drop clients.csv lines of rounds after the checkpoint (they belong to lost rounds)."""
+        path = self.run_dir / "clients.csv"
+        if not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = lines[:1] + [line for line in lines[1:] if int(line.split(",")[1]) <= completed_rounds]
+        atomic_write_text(path, "".join(kept))
+
     def write_result(self, result: dict[str, Any]) -> None:
         atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
