@@ -2,7 +2,7 @@
 
 One walker over a dataclass's fields (the run configs of fednlp/config.py, PartitionParams, ReaderOptions),
 so a new option is checked the day it is added: NaN and infinity are refused for every float, every
-integer must fit a 64-bit integer, and RANGES below says what else an option allows (an option not
+integer must fit 64 bits, and RANGES below says what else an option allows (an option not
 listed there must only be finite). Without this, `--lr nan` or `--seed -1` reached torch or numpy and
 ended in a traceback.
 """
@@ -49,7 +49,7 @@ RANGES: dict[str, Range] = {
     "max_answer_length": POSITIVE, "max_target_length": POSITIVE, "num_beams": POSITIVE,
     "rounds": POSITIVE, "clients_per_round": POSITIVE, "local_epochs": POSITIVE, "local_steps": POSITIVE,
     "server_lr": POSITIVE, "mu": NON_NEGATIVE, "q": NON_NEGATIVE, "server_momentum": FRACTION, "beta1": FRACTION, "beta2": FRACTION,
-    "tau": POSITIVE, "checkpoint_every": POSITIVE, "eval_clients_every": POSITIVE, "holdout_clients": FRACTION, "epochs": POSITIVE, "steps": POSITIVE, "max_restarts": NON_NEGATIVE,
+    "tau": POSITIVE, "checkpoint_every": POSITIVE, "eval_clients_every": POSITIVE, "activity_power": NON_NEGATIVE, "holdout_clients": FRACTION, "epochs": POSITIVE, "steps": POSITIVE, "max_restarts": NON_NEGATIVE,
     # partitions (PartitionParams)
     "n_clients": Range(1, text="be at least 1"), "alpha": POSITIVE, "beta": POSITIVE,
     "clusters": Range(1, text="be at least 1"), "labels_per_client": Range(1, text="be at least 1"),
@@ -76,7 +76,7 @@ def check_numbers(options: Any, flags: Mapping[str, str] | None = None) -> None:
             raise UserError(f"{flag} must be an integer, got {value!r}")
         if not math.isfinite(value):
             raise UserError(f"{flag} must be a finite number, got {value}")
-        if abs(value) > INT64:
+        if kind is int and abs(value) > INT64:  # numpy and torch take 64-bit integers
             raise UserError(f"{flag} {value} is out of range (at most {INT64} in magnitude)")
         allowed = RANGES.get(f.name, Range())
         if value not in allowed:

@@ -261,3 +261,55 @@ def test_concurrent_partition_commands_never_lose_a_group(bbc, tmp_path) -> None
             assert code == 2 and "is in use by another fednlp command (pid" in _one_error_line(err)
     assert any(code == 0 for code, _ in finished.values())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.h5"]
+
+
+# ------------------------------------------------------------------------------ fednlp supervise --max-restarts
+
+
+def _rank_pid(out: Path, rank: int) -> int | None:
+    """The pid of rank `rank` of the job training into `out` (read from /proc: its MPI rank variable)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if str(out).encode() in cmdline and b"train" in cmdline and f"OMPI_COMM_WORLD_RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+def test_supervise_restarts_a_job_whose_rank_was_killed_and_ends_with_the_uninterrupted_weights(bbc, tmp_path) -> None:
+    straight = tmp_path / "straight"
+    assert _run(_train_args(bbc, straight), 2).returncode == 0
+    out = tmp_path / "supervised"
+    proc = subprocess.Popen([FEDNLP, "supervise", "--max-restarts", "2", "--restart-delay", "0", "--",
+                             *_mpi(2), FEDNLP, "train", *_train_args(bbc, out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    marker = out / "checkpoints" / "round-000002.sha256"
+    deadline = time.monotonic() + 240
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    victim = _rank_pid(out, 1)
+    assert marker.exists() and victim is not None and not (out / "result.json").exists()
+    os.kill(victim, signal.SIGKILL)  # a rank lost mid-run, as a node failure or the OOM killer would
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    restarts = [json.loads(line) for line in (out / "restarts.jsonl").read_text().splitlines()]
+    assert len(restarts) == 1 and restarts[0]["restart"] == 1 and restarts[0]["resumed_round"] >= 2
+    assert f"restart 1 of 2 from the checkpoint of round {restarts[0]['resumed_round']}" in err
+    (m1, w1), (m2, w2) = _final(straight), _final(out)
+    torch.testing.assert_close(w2, w1, rtol=0, atol=1e-6)
+    assert m2 == pytest.approx(m1, abs=1e-6)
+
+
+@pytest.mark.parametrize("flags, code, why", [({"lr": "nan"}, 2, "bad input"),
+                                              ({"lr": "1e30"}, 3, "non-finite loss or update")])
+def test_supervise_does_not_restart_a_run_that_failed_for_its_own_reason(bbc, tmp_path, flags, code, why) -> None:
+    out = tmp_path / "run"
+    done = subprocess.run([FEDNLP, "supervise", "--max-restarts", "3", "--restart-delay", "0", "--", FEDNLP, "train",
+                           *_train_args(bbc, out, rounds=2, **flags)], capture_output=True, text=True, timeout=300,
+                          env=_env())
+    assert done.returncode == code, done.stderr[-3000:]
+    assert f"the job ended with exit code {code} ({why}): the run's own fault, not restarted" in done.stderr
+    assert "restart 1" not in done.stderr and not (out / "restarts.jsonl").exists()
