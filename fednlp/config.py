@@ -98,6 +98,8 @@ class TrainConfig(RunConfig):
                                    "fedadagrad and fedopt)")
     sampler: str = _opt("client sampler: uniform (default), uniform_ht, activity, or a plugin's "
                         "(see fednlp/algorithms/samplers.py)", default="uniform")
+    activity_power: float = _opt("--sampler activity: inclusion proportional to n_k ** G (0 uniform, 0.5, 1 the "
+                                 "default); Horvitz-Thompson weights keep the aggregate unbiased", default=1.0)
     # The algorithms' own options (fedprox's --mu, the adaptive servers' --beta1/--beta2/--tau, a plugin's...),
     # declared once in each algorithm's Options (fednlp/algorithms/base.py): flags and YAML keys of the same
     # names land here, and config.yaml lists them beside the other options.

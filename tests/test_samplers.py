@@ -144,3 +144,28 @@ def test_unknown_sampler_names_the_known_ones() -> None:
     known = "--sampler 'bogus' is not a known sampler; known: activity, uniform, uniform_ht"
     with pytest.raises(UserError, match=known):
         get_sampler("bogus")
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0, 2.0])
+def test_activity_power_inclusion_and_unbiased_weights(power: float) -> None:
+    """Inclusion proportional to n^G (capped at 1), and Horvitz-Thompson weights: summed over every client,
+    pi_i * w_i = n_i / N exactly, so E[aggregate] is the population's size-weighted mean for every G."""
+    sampler = ActivitySampler(power)
+    scores = np.where(SIZES > 0, SIZES.astype(float) ** power, 0.0)
+    pi = sampler.inclusion_probabilities(SIZES, K)
+    np.testing.assert_allclose(pi, inclusion_probabilities(scores, K))
+    assert pi[SIZES == 0].sum() == 0 and pi.sum() == pytest.approx(K)
+    cohorts = _cohorts(sampler, draws=6000)
+    for cohort in cohorts[:50]:  # a client's weight whenever it is drawn, times its inclusion probability
+        np.testing.assert_allclose(pi[cohort] * sampler.aggregation_weights(cohort, SIZES),
+                                   SIZES[cohort] / SIZES.sum(), rtol=1e-12)
+    counts = np.bincount(np.concatenate(cohorts), minlength=len(SIZES))
+    assert np.all(np.abs(counts - 6000 * pi) <= 4.5 * np.sqrt(6000 * pi * (1 - pi)) + 1e-9)
+    aggregates = np.array([sampler.aggregation_weights(c, SIZES) @ UPDATES[c] for c in cohorts])
+    _assert_unbiased(aggregates)
+
+
+def test_activity_power_zero_selects_uniformly_among_clients_with_data() -> None:
+    cohorts = _cohorts(ActivitySampler(0.0), draws=6000)
+    with_data = (SIZES > 0).astype(float)
+    assert _chi_square_p(_member_frequencies(cohorts, len(SIZES)), with_data) > 1e-3

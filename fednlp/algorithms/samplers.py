@@ -24,6 +24,14 @@ class Sampler:
     the runtime's aggregate is sum_i w_i (local_i - global), with no further normalisation."""
 
     name: ClassVar[str]
+    # How differential privacy accounts for this sampler's cohorts (fednlp/privacy/accounting.py): "poisson"
+    # (each client independently), "fixed_size" (k of n without replacement) or None (no exact accounting).
+    privacy_sampling: ClassVar[str | None] = None
+
+    @classmethod
+    def from_config(cls, config) -> "Sampler":
+        """The sampler a run asks for (a sampler with options of its own reads them from the config)."""
+        return cls()
 
     def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
         raise NotImplementedError
@@ -62,6 +70,8 @@ class UniformSampler(Sampler):
     O(1/k) (E[a/b] != E[a]/E[b]) in exchange for weights that always sum to 1. `uniform_ht` is the unbiased one.
     """
 
+    privacy_sampling = "fixed_size"
+
     def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
         return _uniform_cohort(seed, round_idx, len(client_sizes), k)
 
@@ -79,6 +89,8 @@ class UniformHTSampler(Sampler):
     The weights sum to 1 only on average: a round of large clients takes a longer step.
     """
 
+    privacy_sampling = "fixed_size"
+
     def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
         return _uniform_cohort(seed, round_idx, len(client_sizes), k)
 
@@ -88,7 +100,7 @@ class UniformHTSampler(Sampler):
 
 
 def inclusion_probabilities(client_sizes: np.ndarray, k: int) -> np.ndarray:
-    """pi_i = k n_i / N, proportional to size, except clients for which that reaches 1: they are taken every
+    """pi_i = k n_i / N, proportional to size (or to any non-negative score given in its place), except clients for which that reaches 1: they are taken every
     round (pi = 1) and the others share the remaining k - #taken slots in proportion to size (repeated
     until no probability exceeds 1). sum_i pi_i = k."""
     sizes = np.asarray(client_sizes, dtype=np.float64)
@@ -120,10 +132,27 @@ class ActivitySampler(Sampler):
     and with pi_i = k n_i / N its weights are all 1/k: sampling by size already counts size, so the update
     is not weighted by size again. Clients taken every round get n_i / N and the others
     (N - N_taken) / (N (k - #taken)); the weights always sum to 1.
+
+    --activity-power G: inclusion proportional to n_i^G instead (G = 0 uniform, 0.5, 1 the default), the
+    same systematic sampling over those probabilities and the same Horvitz-Thompson weights
+    (n_i / N) / pi_i, so the aggregate stays exactly unbiased for U whatever G (the weights then sum to 1
+    only on average).
     """
 
+    def __init__(self, power: float = 1.0):
+        self.power = power
+
+    @classmethod
+    def from_config(cls, config) -> "ActivitySampler":
+        return cls(config.activity_power)
+
+    def scores(self, client_sizes: np.ndarray) -> np.ndarray:
+        """n_i ** power for clients with data, 0 for the others (0 ** 0 would make an empty client eligible)."""
+        sizes = np.asarray(client_sizes, dtype=np.float64)
+        return np.where(sizes > 0, sizes**self.power, 0.0)
+
     def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
-        pi = inclusion_probabilities(client_sizes, k)
+        pi = inclusion_probabilities(self.scores(client_sizes), k)
         certain = np.flatnonzero(pi >= 1.0)
         rng = round_rng(seed, round_idx, Stream.COHORT)
         order = rng.permutation(np.flatnonzero((pi > 0) & (pi < 1.0)))
@@ -139,5 +168,34 @@ class ActivitySampler(Sampler):
 
     def aggregation_weights(self, cohort: np.ndarray, client_sizes: np.ndarray) -> np.ndarray:
         sizes = np.asarray(client_sizes, dtype=np.float64)
-        pi = inclusion_probabilities(sizes, len(cohort))
+        pi = inclusion_probabilities(self.scores(sizes), len(cohort))
         return sizes[cohort] / (sizes.sum() * pi[cohort])
+
+    def inclusion_probabilities(self, client_sizes: np.ndarray, k: int) -> np.ndarray:
+        return inclusion_probabilities(self.scores(client_sizes), k)
+
+
+@register_sampler("poisson")
+class PoissonSampler(Sampler):
+    """Each client independently with probability q = k / n (n clients): the cohort size varies around k and
+    may be 0. The sampling that client-level DP's accounting amplifies by (fednlp/privacy/accounting.py).
+
+    Weights: n_i / sum_{j in S} n_j, FedAvg's ratio rule as `uniform`'s (an empty cohort has none); under
+    --dp client the mechanism replaces them with 1 / k (clipped updates summed without size weights, then
+    divided by the expected cohort size E|S| = k), as the accounting requires.
+    """
+
+    privacy_sampling = "poisson"
+
+    def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
+        n_clients = len(client_sizes)
+        if k > n_clients:
+            raise UserError(f"--clients-per-round {k} exceeds the {n_clients} clients")
+        rng = round_rng(seed, round_idx, Stream.COHORT)
+        return np.flatnonzero(rng.random(n_clients) < k / n_clients)
+
+    def aggregation_weights(self, cohort: np.ndarray, client_sizes: np.ndarray) -> np.ndarray:
+        return UniformSampler().aggregation_weights(cohort, client_sizes)
+
+    def inclusion_probabilities(self, client_sizes: np.ndarray, k: int) -> np.ndarray:
+        return np.full(len(client_sizes), k / len(client_sizes))

@@ -53,7 +53,7 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
     comm = comm or make_communicator()
     # Bad names and options fail here, before any heavy work.
     algorithm = get_algorithm(config.algorithm)(config)
-    sampler = get_sampler(config.sampler)()
+    sampler = get_sampler(config.sampler).from_config(config)
     clients = read_clients(config.partition, config.method, len(read_attributes(config.data)["index_list"]),
                            config.data)
     held_out = holdout_clients(config.seed, clients.n_clients, config.holdout_clients)
@@ -106,7 +106,7 @@ class Federation:
         self.session = session
         self.config: TrainConfig = session.config  # type: ignore[assignment]
         self.algorithm = algorithm
-        self.sampler = sampler if sampler is not None else get_sampler(self.config.sampler)()
+        self.sampler = sampler if sampler is not None else get_sampler(self.config.sampler).from_config(self.config)
         self.clients = clients
         self.client_sizes = clients.sizes
         held_out = np.asarray([] if held_out is None else held_out, dtype=np.int64)
