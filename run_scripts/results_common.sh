@@ -13,6 +13,7 @@ case "$PROFILE" in cpu|gpu) ;; *) echo "PROFILE must be cpu or gpu, got '$PROFIL
 SHARED=${FEDNLP_SHARED_DATA:-../shared/data}
 RANKS=${RANKS:-1}
 FEDNLP=${FEDNLP:-$( [ -x .venv/bin/fednlp ] && echo .venv/bin/fednlp || echo fednlp )}
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 root_flags=()
 [ "$(id -u)" -eq 0 ] && root_flags=(--allow-run-as-root)
@@ -62,3 +63,84 @@ finish_table() {
   fi
 }
 failed=()
+
+# FedNLP's three recipes (configs/fednlp/) and Reddi et al.'s adaptive servers, as flags of fednlp train.
+# fedavg = SGD clients; fedprox = SGD + proximal term (MU); FedNLP's "FedOPT" = AdamW clients under a plain
+# SGD server with lr 1.0 (our fedopt with --server-optimizer sgd). SGD_LR, ADAMW_LR, MU come from the task.
+recipe_flags() {
+  case $1 in
+    fedavg) echo "--algorithm fedavg --optimizer sgd --lr $SGD_LR --server-lr 1.0" ;;
+    fedprox) echo "--algorithm fedprox --optimizer sgd --lr $SGD_LR --server-lr 1.0 --mu $MU" ;;
+    fedopt) echo "--algorithm fedopt --server-optimizer sgd --optimizer adamw --lr $ADAMW_LR --server-lr 1.0" ;;
+    *) echo "unknown recipe $1" >&2; return 2 ;;
+  esac
+}
+
+# A short name for a partition group: uniform, a0.1 (label skew alpha), q5.0 (quantity skew beta), ...
+short() {
+  case $1 in
+    uniform*) echo uniform ;; niid_label*) echo "a${1##*alpha=}" ;; niid_quantity*) echo "q${1##*beta=}" ;;
+    niid_cluster*) echo "c${1##*alpha=}" ;; natural*) echo natural ;; *) echo "$1" ;;
+  esac
+}
+
+# The federated budget (fed flags) and the centralized run with the same number of examples seen (budget
+# flags), from ROUNDS, CLIENTS_PER_ROUND, LOCAL_STEPS (empty: 1 local epoch, FedNLP's) and N_CLIENTS.
+set_budget() {
+  local_budget=(--local-epochs 1) budget=(--epochs $(( ROUNDS * CLIENTS_PER_ROUND / N_CLIENTS )))
+  if [ -n "${LOCAL_STEPS:-}" ]; then
+    local_budget=(--local-steps "$LOCAL_STEPS") budget=(--steps $(( ROUNDS * CLIENTS_PER_ROUND * LOCAL_STEPS )))
+  fi
+  fed=(--partition "$part" --rounds "$ROUNDS" --clients-per-round "$CLIENTS_PER_ROUND" "${local_budget[@]}"
+       --eval-every "$EVAL_EVERY")
+}
+
+run_recipe() {  # recipe partition seed
+  # shellcheck disable=SC2046
+  fed_run "$1-$(short "$2")-s$3" "${common[@]}" "${fed[@]}" --method "$2" --seed "$3" $(recipe_flags "$1")
+}
+
+run_reddi() {  # algorithm server_lr partition seed: FedAdam/FedYogi (Reddi et al., 2021) with SGD clients
+  fed_run "$1-lr$2-$(short "$3")-s$4" "${common[@]}" "${fed[@]}" --method "$3" --seed "$4" --algorithm "$1" \
+    --optimizer sgd --lr "$SGD_LR" --server-lr "$2"
+}
+
+run_central() {  # optimizer seed
+  local lr=$SGD_LR
+  [ "$1" = adamw ] && lr=$ADAMW_LR
+  central_run "centralized-$1-s$2" "${common[@]}" "${budget[@]}" --optimizer "$1" --lr "$lr" --seed "$2"
+}
+
+# The grid's best server lr for an algorithm on partition $2 (short name), from the finished seed-0 runs:
+# picked on the evaluation examples themselves (there is no validation split), as docs/results.md says.
+pick_server_lr() {
+  local best="" best_value="" f value
+  for f in "$OUT"/runs/"$1"-lr*-"$2"-s0/result.json; do
+    [ -f "$f" ] || continue
+    value=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["value"])' "$f")
+    if [ -z "$best_value" ] || "$PYTHON" -c 'import sys; sys.exit(not float(sys.argv[1]) > float(sys.argv[2]))' "$value" "$best_value"; then
+      best_value=$value best=${f#"$OUT"/runs/"$1"-lr}; best=${best%%-*}
+    fi
+  done
+  echo "$best"
+}
+
+# MiniLM cut to its embeddings and first $2 transformer blocks (pretrained weights kept), saved to $1: the CPU
+# profile's backbone, about 6/$2 times cheaper per token than the whole MiniLM.
+truncated_minilm() {
+  [ -f "$1/config.json" ] && return 0
+  "$PYTHON" - "$1" "$2" <<'PY'
+import sys
+
+from transformers import AutoModel, AutoTokenizer
+
+from fednlp.tasks.models import minilm_path
+
+out, layers = sys.argv[1], int(sys.argv[2])
+model = AutoModel.from_pretrained(minilm_path())
+model.encoder.layer = model.encoder.layer[:layers]
+model.config.num_hidden_layers = layers
+model.save_pretrained(out)
+AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(out)
+PY
+}
