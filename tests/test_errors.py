@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ PLACEHOLDERS = {
     "conll": "a CoNLL file whose line 5 has a token but no tag",
     "squad": "SQuAD JSON whose second question's answer_start points elsewhere",
     "csv": "a CSV file whose line 3 has no label",
+    "foreign": f"{{part}} with its group {METHOD} as FedNLP's scripts write it (no seed recorded)",
+    "fractional": "{part} with client 0's train indices stored as float64, one of them 1.5",
+    "untyped": "a data file in FedNLP's per-example layout with text X and Y, a label_vocab and no task_type",
 }
 
 
@@ -147,6 +151,22 @@ CASES = [
                                                              "niid_label")),
     Case("prepare_unknown_dataset", "unknown dataset reader", ("data", "prepare", "--dataset", "nosuch",
          "--source", "{csv}", "--out", "{out}"), ("--dataset 'nosuch' is not a known dataset; known:", "conll")),
+    # ------------------------------------------------------------------ non-numbers, limits, outputs that cannot be made
+    Case("train_lr_nan", "learning rate NaN", train("--lr", "nan"), ("--lr must be a finite number, got nan",)),
+    Case("train_seed_negative", "negative seed", train("--seed", "-1"),
+         ("--seed must be an integer in [0, 2**32 - 1], got -1",)),
+    Case("partition_seed_beyond_32_bits", "seed beyond 32 bits", ("partition", "--data", "{data}", "--out", "{out}",
+         "--method", "uniform", "--clients", "2", "--seed", "99999999999"),
+         ("--seed must be an integer in [0, 2**32 - 1], got 99999999999",)),
+    Case("train_out_under_a_file", "--out under a path that cannot be created", train("--out", "{text}/run"),
+         ("--out", "cannot be created:", "is not a directory")),
+    Case("prepare_out_under_a_file", "--out under a path that cannot be created", (*PREPARE_CSV[:-2], "--source",
+         "{csv}", "--out", "{text}/data.h5"), ("--out", "cannot be created:", "is not a directory")),
+    Case("train_max_length_above_model_positions", "max length above the model's position embeddings",
+         train("--max-seq-length", "100000"), ("--max-seq-length 100000 exceeds what --model 'tiny-bert' can take: "
+                                               "512 positions", "expected at most 512")),
+    Case("supervise_without_out", "supervised run without --out", ("supervise", "--max-restarts", "1", "--",
+         "fednlp", "train", "--data", "{data}"), ("give the supervised train command an --out RUN_DIR",)),
     # ------------------------------------------------------------------ an output that holds a finished run
     Case("train_out_holds_finished_run", "--out holds a finished run", train("--out", "{run}"),
          ("already holds a finished run", "--overwrite true", "--resume")),
@@ -160,6 +180,21 @@ CASES = [
           "expected answer_start where the context holds the answer text")),
     Case("prepare_csv_row_without_label", "CSV row with no label", (*PREPARE_CSV, "--source", "{csv}"),
          ("csv.csv:3: row has no label in column 'label'; expected a non-empty label",)),
+    # ------------------------------------------------------------------ a group made otherwise; FedNLP's files
+    Case("partition_group_made_with_another_seed", "a group of the same name made with another seed",
+         ("partition", "--data", "{data}", "--out", "{part}", "--method", "niid_label", "--clients", "12", "--alpha",
+          "1", "--seed", "1"), (f"already holds group '{METHOD}', made with other settings: seed 0, not 1",
+                                "pass --overwrite to replace it")),
+    Case("partition_group_written_by_fednlp", "a group of the same name written by FedNLP's scripts",
+         ("partition", "--data", "{data}", "--out", "{foreign}", "--method", "niid_label", "--clients", "12",
+          "--alpha", "1"), ("made not by fednlp (it records no seed; FedNLP's scripts write none)", "--overwrite")),
+    Case("stats_indices_not_whole_numbers", "partition indices that are not whole numbers", ("partition-stats",
+         "--data", "{data}", "--partition", "{fractional}"), ("partition_data/0/train holds float64 values that are "
+                                                              "not whole numbers; expected data-file indices",)),
+    Case("partition_data_without_task_type", "FedNLP data file whose task cannot be told from its fields",
+         ("partition", "--data", "{untyped}", "--out", "{out}", "--method", "uniform", "--clients", "2"),
+         ("has no task_type and its fields (X, Y) hold text X and Y", "could be text_classification or seq2seq",
+          "expected a task_type in its attributes")),
 ]
 
 
@@ -182,7 +217,9 @@ def inputs(root: Path, bbc: tuple[Path, Path]) -> dict[str, Path]:
              "text": root / "notes.txt", "cut": root / "cut.h5", "run": root / "finished_run",
              "small": root / "small.h5", "seq2seq": root / "seq2seq.h5", "locked": root / "locked.csv",
              "binary": root / "binary.csv", "conll": root / "conll.txt", "squad": root / "squad.json",
-             "csv": root / "csv.csv"}
+             "csv": root / "csv.csv", "foreign": root / "foreign_p.h5", "fractional": root / "fractional_p.h5",
+             "untyped": root / "untyped.h5"}
+    _fednlp_like_files(bbc[1], paths)
     paths["dir"].mkdir(exist_ok=True)
     paths["text"].write_text("not an HDF5 file\n")
     whole = bbc[0].read_bytes()
@@ -204,6 +241,30 @@ def inputs(root: Path, bbc: tuple[Path, Path]) -> dict[str, Path]:
                   "--out", str(paths["seq2seq"])]):
         assert main(["data", "prepare", *args, "--test-fraction", "0.2"]) == 0
     return paths
+
+
+def _fednlp_like_files(part: Path, paths: dict[str, Path]) -> None:
+    """The bbc partition as FedNLP's scripts would have left it, one with a bad index, and an untyped data file."""
+    import shutil
+
+    import h5py
+    import numpy as np
+
+    for name in ("foreign", "fractional"):
+        shutil.copyfile(part, paths[name])
+    with h5py.File(paths["foreign"], "a") as f:
+        for key in ("seed", "data_sha256"):
+            del f[METHOD][key]
+    with h5py.File(paths["fractional"], "a") as f:
+        clients = f[METHOD]["partition_data"]["0"]
+        train = clients["train"][()].astype(np.float64)
+        train[0] = 1.5
+        del clients["train"]
+        clients["train"] = train
+    with h5py.File(paths["untyped"], "w") as f:
+        f["attributes"] = json.dumps({"index_list": [0, 1], "label_vocab": {"a": 0, "b": 1}})
+        for i, (x, y) in enumerate([("first text", "a"), ("second text", "b")]):
+            f[f"X/{i}"], f[f"Y/{i}"] = x, y
 
 
 def fill(argv: tuple[str, ...], paths: dict[str, Path]) -> list[str]:
@@ -327,6 +388,7 @@ def write_table() -> None:
             rows.append(_row(f"{PLACEHOLDERS[name]}, `--bad-records skip`", argv,
                              _shown(message, {**paths, "out": root / "out" / f"{name}.h5"}), str(code),
                              f"test_bad_records_skip_keeps_the_rest_and_says_so[{dataset}-...]"))
+        rows.append(_locked_run_row(paths, root))
         paths["locked"].chmod(0o600)
     print(HEADER.strip() + "\n")
     print("| bad input | command tried | message on stderr (after `fednlp: error: `) | exit code | test |")
@@ -334,6 +396,32 @@ def write_table() -> None:
     print("\n".join(rows))
     print("\nPlaceholders:\n")
     print("\n".join(f"- `{{{name}}}`: {what}" for name, what in PLACEHOLDERS.items()))
+
+
+def _locked_run_row(paths: dict[str, Path], root: Path) -> str:
+    """The row of a run directory another run holds (tests/test_reliability.py tests it with two real runs)."""
+    import contextlib
+    import io
+    import subprocess
+
+    out = root / "out" / "locked_run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from fednlp.locks import lock_run_dir; lock_run_dir(Path(sys.argv[1])); "
+                               "print('locked', flush=True); time.sleep(600)", str(out)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        argv = list(train("--out", "{out}"))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(fill(tuple(argv), {**paths, "out": out}))
+        message = err.getvalue().strip().removeprefix("fednlp: error: ")
+        message = message.replace(f"pid {holder.pid}", "pid {pid}").replace(f"host {socket.gethostname()}", "host {host}")
+    finally:
+        holder.kill()
+        holder.wait()
+    return _row("--out held by a run still running", argv, _shown(message, {**paths, "out": out}), str(code),
+                "test_a_second_run_on_a_running_runs_directory_is_refused_and_a_killed_one_resumes")
 
 
 HEADER = """
@@ -352,6 +440,31 @@ a final count follows, and the data file's attributes keep `skipped_records` and
 (FILE:LINE relative to `--source`). A record is never dropped silently. What a record is: a row (CSV, TSV,
 SubjQA), a line (JSON Lines, MRQA, line-aligned source/target pairs), a sentence (CoNLL: a bad line drops
 its sentence), a question (SQuAD, MRQA), a file (AESLC e-mails, 20 Newsgroups posts, textdir).
+
+FedNLP's own files (written by FedNLP's loaders and partition scripts; `tests/test_fednlp_files.py` runs on
+every one in ../shared/data/fednlp-files) are read as they are: README, "FedNLP's files", says exactly what
+that covers. What is refused instead: a data file whose task neither `task_type` nor its fields tell
+(`partition_data_without_task_type`), and index arrays that are not whole numbers. A partition group is
+never replaced by one made otherwise, whether fednlp made it with another seed or FedNLP's scripts wrote it
+(they record no seed), unless `fednlp partition --overwrite` says so.
+
+
+Exit codes of every fednlp command:
+
+| code | meaning | `fednlp supervise` |
+|---|---|---|
+| 0 | done | ends |
+| 1 | a crash: a bug, or a rank that failed under MPI (its traceback and `fednlp: rank R failed: ...`; the whole job ends) | restarts |
+| 2 | bad input: one line `fednlp: error: ...` (this page); nothing written | does not restart (the run's own fault) |
+| 3 | a non-finite loss or client update (`--on-nonfinite stop`): one line naming the round, the client and the rank; the last finite checkpoint kept | does not restart (it would diverge again) |
+| 128+N | stopped by signal N after checkpointing its last round (130: SIGINT, 143: SIGTERM); continue with `fednlp train --resume RUN_DIR` | restarts after SIGTERM, not after Ctrl-C |
+| 137 | killed by SIGKILL (the kernel's OOM killer, a scheduler): no message is possible; the feature cache's size is checked against free memory and disk before tokenizing so that a too large `--max-seq-length` is exit 2 instead | restarts |
+
+`fednlp supervise --max-restarts N -- COMMAND` resumes COMMAND (a `fednlp train` with `--out`, under mpirun or
+not) from its newest valid checkpoint, at most N times, each restart logged on stderr and in
+`RUN_DIR/restarts.jsonl` (tests: `tests/test_reliability.py::test_supervise_*`). One run at a time per run
+directory, data file or partition file: a second command on one is exit 2 naming the holder's pid and host
+(an flock, dropped by the kernel when its holder dies, so a killed run never blocks `--resume`).
 
 Generated by `python tests/test_errors.py > docs/errors.md`.
 """

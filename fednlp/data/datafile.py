@@ -290,7 +290,7 @@ def _read_column(node: h5py.Dataset, json_encoded: bool) -> list[Any]:
 #: FedNLP-layout fields already decoded in this process, per unchanged file (path, size, mtime, inode) and
 #: group: reading the same file again (partition, then stats, then a run; the CLI called in-process) is free.
 _DECODED: dict[tuple[Any, ...], dict[str, tuple[Any, ...]]] = {}
-_DECODED_FILES = 2  # bounded: 20 Newsgroups' fields take about 50 MB
+_DECODED_FILES = 4  # bounded: 20 Newsgroups' fields take about 50 MB, FedNLP's SQuAD file 20 MB
 
 
 def _read_fednlp_group_once(group: h5py.Group, attrs: dict[str, Any], path: str | os.PathLike) -> list[Any]:
