@@ -3,7 +3,7 @@
 One walker over a dataclass's fields (the run configs of fednlp/config.py, PartitionParams, ReaderOptions),
 so a new option is checked the day it is added: NaN and infinity are refused for every float, every
 integer must fit 64 bits, and RANGES below says what else an option allows (an option not
-listed there must only be finite). Without this, `--lr nan` or `--seed -1` reached torch or numpy and
+listed there must be 0 or more: a new option is never left unchecked). Without this, `--lr nan` or `--seed -1` reached torch or numpy and
 ended in a traceback.
 """
 
@@ -37,6 +37,7 @@ POSITIVE = Range(0, low_open=True, text="be positive")
 NON_NEGATIVE = Range(0, text="be 0 or more")
 FRACTION = Range(0, 1, high_open=True, text="be in [0, 1)")
 OPEN_FRACTION = Range(0, 1, low_open=True, high_open=True, text="lie strictly between 0 and 1")
+ANY = Range()
 SEED = Range(0, 2**32 - 1, text="be an integer in [0, 2**32 - 1]")  # sklearn and numpy's legacy seeding stop there
 INT64 = 2**63 - 1
 
@@ -49,13 +50,16 @@ RANGES: dict[str, Range] = {
     "max_answer_length": POSITIVE, "max_target_length": POSITIVE, "num_beams": POSITIVE,
     "rounds": POSITIVE, "clients_per_round": POSITIVE, "local_epochs": POSITIVE, "local_steps": POSITIVE,
     "server_lr": POSITIVE, "mu": NON_NEGATIVE, "q": NON_NEGATIVE, "server_momentum": FRACTION, "beta1": FRACTION, "beta2": FRACTION,
-    "tau": POSITIVE, "checkpoint_every": POSITIVE, "eval_clients_every": POSITIVE, "activity_power": NON_NEGATIVE, "holdout_clients": FRACTION, "epochs": POSITIVE, "steps": POSITIVE, "max_restarts": NON_NEGATIVE,
+    "tau": POSITIVE, "checkpoint_every": POSITIVE, "eval_clients_every": POSITIVE, "activity_power": NON_NEGATIVE, "periods": POSITIVE,
+    "rounds_per_period": POSITIVE, "storage_limit": POSITIVE, "holdout_clients": FRACTION, "epochs": POSITIVE, "steps": POSITIVE, "max_restarts": NON_NEGATIVE,
     # partitions (PartitionParams)
     "n_clients": Range(1, text="be at least 1"), "alpha": POSITIVE, "beta": POSITIVE,
     "clusters": Range(1, text="be at least 1"), "labels_per_client": Range(1, text="be at least 1"),
     # data prepare (ReaderOptions): columns are Python indices, so -1 is the last one
-    "test_fraction": OPEN_FRACTION,
+    "test_fraction": OPEN_FRACTION, "token_column": ANY, "tag_column": ANY,
 }
+#: An option not listed above: no count, rate, size or seed of fednlp is negative.
+DEFAULT = NON_NEGATIVE
 
 
 def check_numbers(options: Any, flags: Mapping[str, str] | None = None) -> None:
@@ -78,7 +82,7 @@ def check_numbers(options: Any, flags: Mapping[str, str] | None = None) -> None:
             raise UserError(f"{flag} must be a finite number, got {value}")
         if kind is int and abs(value) > INT64:  # numpy and torch take 64-bit integers
             raise UserError(f"{flag} {value} is out of range (at most {INT64} in magnitude)")
-        allowed = RANGES.get(f.name, Range())
+        allowed = RANGES.get(f.name, DEFAULT)
         if value not in allowed:
             raise UserError(f"{flag} must {allowed.text}, got {value}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -150,6 +151,22 @@ CASES = [
                                                              "niid_label")),
     Case("prepare_unknown_dataset", "unknown dataset reader", ("data", "prepare", "--dataset", "nosuch",
          "--source", "{csv}", "--out", "{out}"), ("--dataset 'nosuch' is not a known dataset; known:", "conll")),
+    # ------------------------------------------------------------------ non-numbers, limits, outputs that cannot be made
+    Case("train_lr_nan", "learning rate NaN", train("--lr", "nan"), ("--lr must be a finite number, got nan",)),
+    Case("train_seed_negative", "negative seed", train("--seed", "-1"),
+         ("--seed must be an integer in [0, 2**32 - 1], got -1",)),
+    Case("partition_seed_beyond_32_bits", "seed beyond 32 bits", ("partition", "--data", "{data}", "--out", "{out}",
+         "--method", "uniform", "--clients", "2", "--seed", "99999999999"),
+         ("--seed must be an integer in [0, 2**32 - 1], got 99999999999",)),
+    Case("train_out_under_a_file", "--out under a path that cannot be created", train("--out", "{text}/run"),
+         ("--out", "cannot be created:", "is not a directory")),
+    Case("prepare_out_under_a_file", "--out under a path that cannot be created", (*PREPARE_CSV[:-2], "--source",
+         "{csv}", "--out", "{text}/data.h5"), ("--out", "cannot be created:", "is not a directory")),
+    Case("train_max_length_above_model_positions", "max length above the model's position embeddings",
+         train("--max-seq-length", "100000"), ("--max-seq-length 100000 exceeds what --model 'tiny-bert' can take: "
+                                               "512 positions", "expected at most 512")),
+    Case("supervise_without_out", "supervised run without --out", ("supervise", "--max-restarts", "1", "--",
+         "fednlp", "train", "--data", "{data}"), ("give the supervised train command an --out RUN_DIR",)),
     # ------------------------------------------------------------------ an output that holds a finished run
     Case("train_out_holds_finished_run", "--out holds a finished run", train("--out", "{run}"),
          ("already holds a finished run", "--overwrite true", "--resume")),
@@ -371,6 +388,7 @@ def write_table() -> None:
             rows.append(_row(f"{PLACEHOLDERS[name]}, `--bad-records skip`", argv,
                              _shown(message, {**paths, "out": root / "out" / f"{name}.h5"}), str(code),
                              f"test_bad_records_skip_keeps_the_rest_and_says_so[{dataset}-...]"))
+        rows.append(_locked_run_row(paths, root))
         paths["locked"].chmod(0o600)
     print(HEADER.strip() + "\n")
     print("| bad input | command tried | message on stderr (after `fednlp: error: `) | exit code | test |")
@@ -378,6 +396,32 @@ def write_table() -> None:
     print("\n".join(rows))
     print("\nPlaceholders:\n")
     print("\n".join(f"- `{{{name}}}`: {what}" for name, what in PLACEHOLDERS.items()))
+
+
+def _locked_run_row(paths: dict[str, Path], root: Path) -> str:
+    """The row of a run directory another run holds (tests/test_reliability.py tests it with two real runs)."""
+    import contextlib
+    import io
+    import subprocess
+
+    out = root / "out" / "locked_run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from fednlp.locks import lock_run_dir; lock_run_dir(Path(sys.argv[1])); "
+                               "print('locked', flush=True); time.sleep(600)", str(out)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        argv = list(train("--out", "{out}"))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(fill(tuple(argv), {**paths, "out": out}))
+        message = err.getvalue().strip().removeprefix("fednlp: error: ")
+        message = message.replace(f"pid {holder.pid}", "pid {pid}").replace(f"host {socket.gethostname()}", "host {host}")
+    finally:
+        holder.kill()
+        holder.wait()
+    return _row("--out held by a run still running", argv, _shown(message, {**paths, "out": out}), str(code),
+                "test_a_second_run_on_a_running_runs_directory_is_refused_and_a_killed_one_resumes")
 
 
 HEADER = """
@@ -403,6 +447,24 @@ that covers. What is refused instead: a data file whose task neither `task_type`
 (`partition_data_without_task_type`), and index arrays that are not whole numbers. A partition group is
 never replaced by one made otherwise, whether fednlp made it with another seed or FedNLP's scripts wrote it
 (they record no seed), unless `fednlp partition --overwrite` says so.
+
+
+Exit codes of every fednlp command:
+
+| code | meaning | `fednlp supervise` |
+|---|---|---|
+| 0 | done | ends |
+| 1 | a crash: a bug, or a rank that failed under MPI (its traceback and `fednlp: rank R failed: ...`; the whole job ends) | restarts |
+| 2 | bad input: one line `fednlp: error: ...` (this page); nothing written | does not restart (the run's own fault) |
+| 3 | a non-finite loss or client update (`--on-nonfinite stop`): one line naming the round, the client and the rank; the last finite checkpoint kept | does not restart (it would diverge again) |
+| 128+N | stopped by signal N after checkpointing its last round (130: SIGINT, 143: SIGTERM); continue with `fednlp train --resume RUN_DIR` | restarts after SIGTERM, not after Ctrl-C |
+| 137 | killed by SIGKILL (the kernel's OOM killer, a scheduler): no message is possible; the feature cache's size is checked against free memory and disk before tokenizing so that a too large `--max-seq-length` is exit 2 instead | restarts |
+
+`fednlp supervise --max-restarts N -- COMMAND` resumes COMMAND (a `fednlp train` with `--out`, under mpirun or
+not) from its newest valid checkpoint, at most N times, each restart logged on stderr and in
+`RUN_DIR/restarts.jsonl` (tests: `tests/test_reliability.py::test_supervise_*`). One run at a time per run
+directory, data file or partition file: a second command on one is exit 2 naming the holder's pid and host
+(an flock, dropped by the kernel when its holder dies, so a killed run never blocks `--resume`).
 
 Generated by `python tests/test_errors.py > docs/errors.md`.
 """
