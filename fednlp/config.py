@@ -98,6 +98,12 @@ class TrainConfig(RunConfig):
                                    "fedadagrad and fedopt)")
     sampler: str = _opt("client sampler: uniform (default), uniform_ht, activity, or a plugin's "
                         "(see fednlp/algorithms/samplers.py)", default="uniform")
+    continual: bool = _opt("continual FL: data arrives over time by the data's order field, cut into --periods; "
+                           "a device trains on what it holds now (fednlp/federation/continual.py)", default=False)
+    periods: int | None = _opt("--continual: consecutive periods of the stream")
+    rounds_per_period: int | None = _opt("--continual: rounds per period (--rounds becomes periods x this)")
+    storage_limit: int | None = _opt("--continual: a device keeps at most B examples, deleting its oldest first "
+                                     "(default: unlimited)")
     activity_power: float = _opt("--sampler activity: inclusion proportional to n_k ** G (0 uniform, 0.5, 1 the "
                                  "default); Horvitz-Thompson weights keep the aggregate unbiased", default=1.0)
     # The algorithms' own options (fedprox's --mu, the adaptive servers' --beta1/--beta2/--tau, a plugin's...),
@@ -150,6 +156,12 @@ class TrainConfig(RunConfig):
             raise UserError(f"--server-lr must be positive, got {self.server_lr}")
         if not 0 <= self.holdout_clients < 1:
             raise UserError(f"--holdout-clients must be a fraction in [0, 1), got {self.holdout_clients}")
+        if self.continual:
+            if self.periods is None or self.rounds_per_period is None:
+                raise UserError("--continual needs --periods P and --rounds-per-period R")
+            self.rounds = self.periods * self.rounds_per_period
+        elif self.periods is not None or self.rounds_per_period is not None or self.storage_limit is not None:
+            raise UserError("--periods, --rounds-per-period and --storage-limit apply only with --continual true")
         if self.eval_clients is not None and not (self.eval_clients == "all" or self.eval_clients.isdigit()
                                                   or self.eval_clients.startswith("ids:")):
             raise UserError(f"--eval-clients must be all, a number of clients or ids:ID,ID,..., got {self.eval_clients!r}")

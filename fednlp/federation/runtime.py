@@ -38,6 +38,7 @@ from fednlp.federation.client_updates import (ClientUpdate, DenseClientUpdates, 
 from fednlp.fairness.client_stats import client_statistics
 from fednlp.federation.clients import clients_to_evaluate, read_clients
 from fednlp.federation.communicator import make_communicator
+from fednlp.federation.continual import ContinualSchedule, order_field
 from fednlp.federation.flat import FlatParameters
 from fednlp.federation.local_training import LocalTrainer, batch_plan
 from fednlp.federation.round_plan import RoundPlan, client_rng, holdout_clients, plan_round
@@ -129,15 +130,32 @@ class Federation:
         self.sparse = embedding is not None
         self.client_updates = (SparseEmbeddingClientUpdates(self.flat, self.global_flat, embedding) if self.sparse
                                else DenseClientUpdates(self.flat, self.global_flat))
-        self._rows: dict[int, np.ndarray] = {}
+        self._rows: dict[tuple[int, int], np.ndarray] = {}
+        self.schedule = continual_schedule(self.config, session.data)
+        self._period_sizes: dict[int, np.ndarray] = {}
         self.eval_clients = clients_to_evaluate(self.config.eval_clients, clients, self.config.seed)
         self.history: list[dict[str, Any]] = []  # every round's record so far (checkpointed)
         self.round_loop_s = 0.0
 
-    def client_rows(self, client: int) -> np.ndarray:
-        if client not in self._rows:
-            self._rows[client] = self.session.features.rows_of(self.clients.train[client])
-        return self._rows[client]
+    def client_rows(self, client: int, round_idx: int = 0) -> np.ndarray:
+        """The feature rows a client trains on in a round: all its training examples, or under --continual
+        what it holds in the round's period."""
+        key = (client, self.schedule.period_of_round(round_idx)) if self.schedule else (client, 0)
+        if key not in self._rows:
+            examples = self.clients.train[client]
+            if self.schedule is not None:
+                examples = self.schedule.held(examples, key[1])
+            self._rows[key] = self.session.features.rows_of(examples)
+        return self._rows[key]
+
+    def sizes_in_round(self, round_idx: int) -> np.ndarray:
+        """Each client's number of training examples now (under --continual: those it holds this period)."""
+        if self.schedule is None:
+            return self.client_sizes
+        period = self.schedule.period_of_round(round_idx)
+        if period not in self._period_sizes:
+            self._period_sizes[period] = self.schedule.sizes(self.clients.train, period)
+        return self._period_sizes[period]
 
     def run(self, start_round: int = 0, history: list[dict[str, Any]] | None = None,
             stop: StopFlag | None = None, callbacks: list[Callback] | None = None) -> list[dict[str, Any]]:
@@ -151,6 +169,11 @@ class Federation:
                 stopping, record = self.run_round(round_idx, stop.requested)
                 done = round_idx + 1
                 evaluated = done % config.eval_every == 0 or done == config.rounds
+                if self.schedule is not None:
+                    record["period"] = self.schedule.period_of_round(round_idx) + 1
+                    if done % self.schedule.rounds_per_period == 0:
+                        evaluated = True
+                        record.update(self.evaluate_future(round_idx))
                 if evaluated:
                     record.update(session.evaluate())
                     if self.eval_clients and (done == config.rounds or (config.eval_clients_every
@@ -170,6 +193,13 @@ class Federation:
                 callback.on_train_end()
         self.round_loop_s = time.perf_counter() - loop_start
         return history
+
+    def evaluate_future(self, round_idx: int) -> dict[str, float]:
+        """At the end of a period: the metrics on the next period's test examples (the future), as future_*."""
+        future = self.schedule.future_test(self.session.test_examples, self.schedule.period_of_round(round_idx))
+        if len(future) == 0:
+            return {}
+        return {f"future_{k}": v for k, v in self.session.evaluate(future).items()}
 
     def evaluate_clients(self, done: int) -> dict[str, float]:
         """Each selected client's metric on its own test data: statistics for the round's record, every
@@ -225,7 +255,8 @@ class Federation:
 
     def plan(self, round_idx: int) -> RoundPlan:
         comm = self.session.comm
-        return plan_round(self.sampler, self.config.seed, round_idx, self.client_sizes, self.config.clients_per_round,
+        return plan_round(self.sampler, self.config.seed, round_idx, self.sizes_in_round(round_idx),
+                          self.config.clients_per_round,
                           comm.world_size, comm.rank, self.eligible)
 
     def participants(self, rounds: int) -> list[int]:
@@ -297,7 +328,7 @@ class Federation:
         """Local training of one client from the global weights; returns its update (the delta lies in the
         model's own buffer until the next client)."""
         config, timer = self.config, self.session.timer
-        rows = self.client_rows(client)
+        rows = self.client_rows(client, plan.round_idx)
         start = time.perf_counter()
         self.client_updates.load_global()
         timer.add("weight_copy", start)
@@ -317,7 +348,7 @@ class Federation:
         parts = self.client_updates.delta(touched)
         first, mean, last = self.trainer.losses()
         timer.add("aggregation", start)
-        return ClientUpdate(client, plan.weight_of(client), int(self.client_sizes[client]), steps, first, mean, last,
+        return ClientUpdate(client, plan.weight_of(client), len(rows), steps, first, mean, last,
                             parts, self.slot_values, self.slot_index, loss_global)
 
     def _diverged(self, round_idx: int, nonfinite: list[int]) -> None:
@@ -338,6 +369,13 @@ class Federation:
             host = self.accumulator.cpu().numpy()
             self.session.comm.allreduce_sum_(host)
             self.accumulator.copy_(torch.from_numpy(host))
+
+
+def continual_schedule(config: TrainConfig, data: Any) -> ContinualSchedule | None:
+    if not config.continual:
+        return None
+    return ContinualSchedule.from_data(order_field(data.fields, config.data), config.periods, config.rounds_per_period,
+                                       config.storage_limit)
 
 
 class Checkpointing(Callback):

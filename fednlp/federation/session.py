@@ -45,9 +45,11 @@ class Session:
     run_dir: Path
     started: float
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, examples: np.ndarray | None = None) -> dict[str, float]:
+        """The model on the run's test examples (or on `examples`), sharded over the ranks."""
         start = time.perf_counter()
-        metrics = evaluate(self.model, self.task, self.features, self.test_examples, self.comm,
+        examples = self.test_examples if examples is None else examples
+        metrics = evaluate(self.model, self.task, self.features, examples, self.comm,
                            self.config.eval_batch_size, self.device, self.config.precision)
         self.timer.add("evaluation", start)
         return metrics
