@@ -88,7 +88,11 @@ class TrainConfig(RunConfig):
     """A federated run."""
 
     partition: str = _opt("partition file (.h5)")
-    method: str = _opt("group of the partition file, e.g. niid_label_clients=100_alpha=1.0")
+    # `fednlp partition --method` names a partitioning method; here the idea is a group of the partition
+    # file, so the flag is --partition-group (the field, YAML key and config.yaml keep FedNLP's `method`,
+    # and --method stays an alias).
+    method: str = _opt("group of the partition file, e.g. niid_label_clients=100_alpha=1.0 (alias: --method)",
+                       flag="partition-group")
     algorithm: str = _opt("federated algorithm (see `fednlp algorithms`)", default="fedavg")
     rounds: int = _opt("communication rounds", default=10)
     clients_per_round: int = _opt("clients sampled each round", default=10)
@@ -139,9 +143,10 @@ class TrainConfig(RunConfig):
     def validate(self) -> None:
         super().validate()
         check_dp_config(self)  # fednlp/privacy/options.py
-        for name in ("partition", "method"):
-            if not getattr(self, name):
-                raise UserError(f"--{name} is required")
+        if not self.partition:
+            raise UserError("--partition is required")
+        if not self.method:
+            raise UserError("--partition-group (alias --method) is required: a group of the partition file")
         if self.rounds <= 0:
             raise UserError(f"--rounds must be positive, got {self.rounds}")
         if self.clients_per_round <= 0:
@@ -209,11 +214,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type,
     """One flag per field (and per `extra` option: name -> (type, help)), default None so that only what the
     user typed overrides the YAML."""
     parser.add_argument("--config", help="YAML file of options (flags override it)")
-    options = [(f.name, _base_type(f.type), f.metadata.get("help", "")) for f in fields(config_cls)
-               if f.metadata.get("cli", True)]
-    for name, kind, text in options + [(n, k, t) for n, (k, t) in (extra or {}).items()]:
+    options = [(f.name, _base_type(f.type), f.metadata.get("help", ""), f.metadata.get("flag"))
+               for f in fields(config_cls) if f.metadata.get("cli", True)]
+    for name, kind, text, flag in options + [(n, k, t, None) for n, (k, t) in (extra or {}).items()]:
         parse = _parse_bool if kind is bool else kind
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=parse, default=None,
+        flags = [f"--{flag}"] if flag else []
+        parser.add_argument(*flags, f"--{name.replace('_', '-')}", dest=name, type=parse, default=None,
                             metavar=kind.__name__.upper(), help=text)
 
 
@@ -250,8 +256,10 @@ def read_yaml_config(path: str | Path, config_cls: type, extra: dict[str, tuple[
     known = {f.name: _base_type(f.type) for f in fields(config_cls) if f.metadata.get("cli", True)}
     known.update({name: kind for name, (kind, _) in (extra or {}).items()})
     values = {}
+    aliases = {f.metadata["flag"].replace("-", "_"): f.name for f in fields(config_cls) if f.metadata.get("flag")}
     for key, value in raw.items():
         name = str(key).replace("-", "_")
+        name = aliases.get(name, name)
         if name not in known:
             raise UserError(f"--config {path}: unknown option {key!r}; known: {', '.join(sorted(known))}")
         kind = known[name]

@@ -65,3 +65,20 @@ def test_fednlp_recipes_hold_fednlps_values(path):
         assert (config.optimizer, config.lr, config.server_lr) == ("sgd", 0.1, 1.0)
     if recipe == "fedprox":
         assert option(config, "mu") == (1.0 if path.stem.startswith("text_classification") else 0.5)
+
+
+def test_partition_group_is_the_flag_and_method_its_alias(tmp_path) -> None:
+    """`fednlp train --partition-group` names a group of the partition file (`fednlp partition --method` names a
+    method); --method and the YAML key `method` keep working."""
+    import argparse
+
+    from fednlp.config import TrainConfig, add_config_arguments, load_config, read_yaml_config
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, TrainConfig)
+    for flag in ("--partition-group", "--method"):
+        args = parser.parse_args(["--data", "d.h5", "--partition", "p.h5", flag, "uniform_clients=10"])
+        assert load_config(TrainConfig, args).method == "uniform_clients=10"
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("partition_group: niid_label_clients=10_alpha=1.0\n")
+    assert read_yaml_config(yaml_file, TrainConfig) == {"method": "niid_label_clients=10_alpha=1.0"}
