@@ -23,6 +23,7 @@ import pytest
 
 from fednlp.cli import main
 from fednlp.data.datafile import read_data_file
+from fednlp.errors import UserError
 from fednlp.federation.clients import read_clients
 
 QA_WINDOWS = ("--max-seq-length", "256", "--doc-stride", "64")  # about one window per SQuAD row
@@ -264,3 +265,17 @@ def _contents(path: Path) -> dict[str, dict[str, tuple]]:
             f[name].visititems(keep)
             out[name] = datasets
     return out
+
+
+def test_fednlps_plain_uniform_group_is_found_by_fednlps_full_name(tmp_path: Path) -> None:
+    """FedNLP's published files name their uniform group plain `uniform` (none of the shared files has one)."""
+    from fednlp.data_partition.partition_file import find_group, partition_content, write_groups
+
+    path = tmp_path / "p.h5"
+    clients = [np.arange(3), np.arange(3, 6)]
+    write_groups(path, {"uniform": partition_content(clients, clients, {}),
+                        "niid_label_clients=2_alpha=1": partition_content(clients, clients, {"alpha": 1.0})})
+    assert find_group(path, "uniform_clients=2") == "uniform"
+    assert find_group(path, "niid_label_clients=2_alpha=1.0") == "niid_label_clients=2_alpha=1"
+    with pytest.raises(UserError, match=r"has no partition 'uniform_clients=3' \(it has: niid_label_clients=2_al"):
+        find_group(path, "uniform_clients=3")
