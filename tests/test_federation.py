@@ -135,7 +135,7 @@ def test_train_writes_the_run_files(bbc, tmp_path: Path) -> None:
         ({"--data": "/nonexistent/d.h5"}, "does not exist"),
         ({"--clients-per-round": "13"}, "exceeds the 12 clients"),
         ({"--algorithm": "fedbogus"}, "--algorithm 'fedbogus' is not a known algorithm; known: fedadagrad, fedadam, fedavg,"),
-        ({"--sampler": "bogus"}, "--sampler 'bogus' is not a known sampler; known: activity, uniform, uniform_ht"),
+        ({"--sampler": "bogus"}, "--sampler 'bogus' is not a known sampler; known: activity, poisson, uniform, uniform_ht"),
         ({"--algorithm": "fedadam"}, "--algorithm fedadam needs --server-lr"),
         ({"--algorithm": "fedprox"}, "--algorithm fedprox needs --mu"),
         ({"--algorithm": "fedopt", "--server-lr": "1", "--server-optimizer": "lbfgs"}, "--server-optimizer 'lbfgs'"),

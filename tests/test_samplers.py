@@ -141,7 +141,7 @@ def test_uniform_self_normalised_weights_are_exact_only_for_equal_sizes_or_full_
 
 
 def test_unknown_sampler_names_the_known_ones() -> None:
-    known = "--sampler 'bogus' is not a known sampler; known: activity, uniform, uniform_ht"
+    known = "--sampler 'bogus' is not a known sampler; known: activity, poisson, uniform, uniform_ht"
     with pytest.raises(UserError, match=known):
         get_sampler("bogus")
 

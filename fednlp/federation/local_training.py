@@ -58,6 +58,8 @@ class LocalTrainer:
         self.timer = timer
         self.algorithm = algorithm
         self.params = [p for p in model.parameters() if p.requires_grad]
+        if hasattr(algorithm, "attach_model"):  # e.g. DP-SGD's per-example gradient hooks (fednlp/privacy/)
+            algorithm.attach_model(model)
         custom = algorithm.make_client_optimizer(self.params) if algorithm is not None else None
         self.optimizer = custom if custom is not None else self._make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
@@ -81,6 +83,9 @@ class LocalTrainer:
         self._loss_first = self._loss_last = None
         self._loss_sum = torch.zeros((), device=self.device)
         for positions in batches:
+            if len(positions) == 0:  # an empty Poisson batch (DP-SGD): no example, but its noisy step is taken
+                self.optimizer.step_without_examples()
+                continue
             start = time.perf_counter()
             batch = self.features.batch(rows[positions], self.device)
             start = self.timer.add("data_loading", start)

@@ -1,0 +1,101 @@
+"""Sample-level DP-SGD inside each client (Abadi et al. 2016, "Deep Learning with Differential Privacy"):
+every local step draws a Poisson batch (each of the client's examples with rate q = B / n_k), clips each
+example's gradient to C, sums, adds N(0, (Z C)^2) and divides by the expected batch size q n_k. Per-example
+gradients and the clip/noise step are Opacus's (GradSampleModule hooks, DPOptimizer).
+
+Composed over any server algorithm by `with_sample_dp`; the server side is unchanged (a client's update is
+a post-processing of its DP-SGD steps). Overriding the client optimizer switches the sparse embedding path
+off (fednlp/federation/client_updates.py), as it must: noise touches every row.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from opacus import GradSampleModule
+from opacus.optimizers import DPOptimizer
+
+from fednlp.federation.cohort import Stream, round_generator
+from fednlp.privacy.client_dp import finite_or_none
+from fednlp.privacy.settings import SampleDPSettings
+
+class PoissonDPOptimizer(DPOptimizer):
+    """Opacus's DPOptimizer plus the step of an empty Poisson batch: no example, but the noise is still
+    added and the step still taken (the accounting assumes every step releases a noisy gradient)."""
+
+    def step_without_examples(self) -> None:
+        for p in self.params:
+            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
+        self.step()
+
+class SampleDP:
+    """Mixed in before an Algorithm class by `with_sample_dp`."""
+
+    dp: ClassVar[SampleDPSettings]
+
+    def __init__(self, config: Any):
+        super().__init__(config)  # type: ignore[call-arg]
+        self._grad_sample_module: GradSampleModule | None = None
+        self.optimizer: PoissonDPOptimizer | None = None
+
+    def attach_model(self, model: torch.nn.Module) -> None:
+        """Called by the local trainer before it asks for the optimizer: Opacus's forward/backward hooks on
+        the model's trainable layers (it keeps being called directly; hooks are idle in eval and no_grad)."""
+        self._grad_sample_module = GradSampleModule(model, batch_first=True, loss_reduction="mean")
+        if "position_ids" in inspect.signature(model.forward).parameters:
+            model.register_forward_pre_hook(_per_example_position_ids, with_kwargs=True)
+
+    def make_client_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        inner = super().make_client_optimizer(params)  # type: ignore[misc]
+        if inner is None:
+            config = self.config  # type: ignore[attr-defined]
+            kind = torch.optim.SGD if config.optimizer == "sgd" else torch.optim.AdamW
+            inner = kind(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = PoissonDPOptimizer(inner, noise_multiplier=self.dp.noise_multiplier,
+                                            max_grad_norm=self.dp.clip, expected_batch_size=self.dp.batch_size,
+                                            loss_reduction="mean")
+        return self.optimizer
+
+    def client_batches(self, client: int, round_idx: int, n_rows: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """The client's Poisson batches for this round; also sets its expected batch size and noise stream."""
+        q, steps = client_rate(n_rows, self.dp), client_steps(n_rows, self.dp)
+        if self.optimizer is not None:
+            self.optimizer.expected_batch_size = q * n_rows
+            seed = self.config.seed  # type: ignore[attr-defined]
+            self.optimizer.generator = round_generator(seed, round_idx, Stream.CLIENT_NOISE, client)
+        return [np.flatnonzero(rng.random(n_rows) < q) for _ in range(steps)]
+
+    def round_record(self, ctx: Any) -> dict[str, Any]:
+        """The round's DP number for metrics.jsonl (rank 0): the largest client epsilon so far, by RDP (one
+        conversion per distinct client rate and step count; the final PLD values are in result.json)."""
+        if ctx.rank != 0:
+            return {}
+        epsilons = self.ledger.epsilons(ctx.round_idx + 1, "rdp")  # type: ignore[attr-defined]
+        return {"dp_epsilon_rdp_max": finite_or_none(float(epsilons.max()) if len(epsilons) else 0.0)}
+
+
+def _per_example_position_ids(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """HF models default to position ids of batch size 1, broadcast over the batch: Opacus would then see one
+    'example' at the position embedding. Explicit (batch, length) ids give it one per example (same values)."""
+    ids = kwargs.get("input_ids")
+    if kwargs.get("position_ids") is None and ids is not None and torch.is_grad_enabled() and module.training:
+        kwargs["position_ids"] = torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
+    return args, kwargs
+
+
+def client_rate(n_rows: int, dp: SampleDPSettings) -> float:
+    return min(1.0, dp.batch_size / n_rows) if n_rows else 0.0
+
+def client_steps(n_rows: int, dp: SampleDPSettings) -> int:
+    """Local steps per round: --local-steps, or enough expected batches for --local-epochs passes."""
+    if dp.local_steps is not None:
+        return dp.local_steps
+    epochs = 1.0 if dp.local_epochs is None else dp.local_epochs
+    return max(1, math.ceil(epochs * n_rows / max(1, min(dp.batch_size, n_rows))))
+
+def with_sample_dp(algorithm_cls: type, settings: SampleDPSettings) -> type:
+    return type(f"{algorithm_cls.__name__}WithSampleDP", (SampleDP, algorithm_cls), {"dp": settings})

@@ -1,0 +1,44 @@
+"""The resolved DP settings of a run (after calibration): frozen, handed to the mechanisms and the record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fednlp.privacy.accounting import Sampling
+
+
+@dataclass(frozen=True)
+class ClientDPSettings:
+    """Client level. `clip` None = adaptive from `clip_init`. `noise_multiplier` is what the accountant sees;
+    `update_noise_multiplier` is the update's own (raised under adaptive clipping: Andrew et al. 2021, Thm 1),
+    `count_stddev` the clipped count's noise std. Noise is added as if `noise_cohort_size` clients took part
+    while the sum is divided by `expected_cohort_size`, the sampler's mean cohort size."""
+
+    clip: float | None
+    clip_init: float
+    noise_multiplier: float
+    update_noise_multiplier: float
+    count_stddev: float
+    target_quantile: float
+    clip_lr: float
+    expected_cohort_size: float
+    noise_cohort_size: float
+    sampling: Sampling
+    delta: float
+
+    @property
+    def adaptive(self) -> bool:
+        return self.clip is None
+
+
+@dataclass(frozen=True)
+class SampleDPSettings:
+    """Sample level: DP-SGD inside each client, per-example clip `clip`, noise std `noise_multiplier` * clip on
+    the summed gradient, Poisson batches of expected size `batch_size` (at most the client's examples)."""
+
+    clip: float
+    noise_multiplier: float
+    batch_size: int
+    local_steps: int | None
+    local_epochs: float | None
+    delta: float
