@@ -100,6 +100,14 @@ def pad_rows(rows: list[np.ndarray], pad_value: int, dtype: Any) -> np.ndarray:
     return out
 
 
+def example_starts(examples_of_rows: np.ndarray) -> np.ndarray:
+    """Positions where a new example's rows begin, in a sequence of rows holding each example's rows together."""
+    examples_of_rows = np.asarray(examples_of_rows)
+    if len(examples_of_rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate(([True], examples_of_rows[1:] != examples_of_rows[:-1])))
+
+
 class Task(ABC):
     """One task head. Subclasses are small: they own features, model, loss, predictions and metric."""
 
@@ -143,6 +151,18 @@ class Task(ABC):
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**batch).loss
+
+    def example_losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of each row of the batch, [rows] (membership inference and canary exposure score
+        examples by it: fednlp/audit/). Heads that can be audited override it."""
+        raise NotImplementedError(f"task {self.name!r} has no per-example loss")
+
+    def reduce_row_losses(self, losses: np.ndarray, features: Features, rows: np.ndarray) -> np.ndarray:
+        """One loss per example from its rows' losses (`rows` as Features.rows_of gives them: each example's
+        rows together, `losses` aligned with them): the mean of its rows (the windows of a long tagged
+        sentence); QA picks its answer's window."""
+        first = example_starts(features.example_of_row[rows])
+        return np.add.reduceat(losses, first) / np.diff(np.append(first, len(rows)))
 
     @abstractmethod
     def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: np.ndarray) -> list[Any]:

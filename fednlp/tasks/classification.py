@@ -43,6 +43,11 @@ class TextClassification(Task):
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         return model(**inputs).logits.argmax(dim=-1).tolist()
 
+    def example_losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy of each text's label."""
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+        return torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
+
     def compute_metrics(self, rows: np.ndarray, predictions: list[Any], features: Features) -> dict[str, float]:
         labels = features.arrays["labels"][rows]
         predicted = np.asarray(predictions)

@@ -234,6 +234,27 @@ class ExtractiveQA(Task):
         end_logit, end_index = end.topk(k, dim=1)
         return list(zip(start_index.tolist(), start_logit.tolist(), end_index.tolist(), end_logit.tolist(), null))
 
+    def example_losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Span loss of each window: (cross-entropy of the start token + of the end token) / 2, as in training."""
+        out = model(**{k: v for k, v in batch.items() if k not in LABELS})
+        padding = batch["attention_mask"] == 0
+        start = out.start_logits.float().masked_fill(padding, -torch.inf)
+        end = out.end_logits.float().masked_fill(padding, -torch.inf)
+        ce = torch.nn.functional.cross_entropy
+        return (ce(start, batch["start_positions"], reduction="none")
+                + ce(end, batch["end_positions"], reduction="none")) / 2
+
+    def reduce_row_losses(self, losses: np.ndarray, features: Features, rows: np.ndarray) -> np.ndarray:
+        """A question's loss is that of the window holding its answer (the lowest if several do); a question
+        whose answer no window holds (unanswerable, or cut off) takes its lowest window loss."""
+        from fednlp.tasks.base import example_starts
+
+        rows = np.asarray(rows)
+        answered = features.arrays["start_positions"][rows] != self._cls_index(features.arrays["input_ids"][rows])
+        first = example_starts(features.example_of_row[rows])
+        best_answered = np.minimum.reduceat(np.where(answered, losses, np.inf), first)
+        return np.where(np.isfinite(best_answered), best_answered, np.minimum.reduceat(losses, first))
+
     def answers(self, rows: np.ndarray, predictions: list[Candidates], features: Features) -> dict[int, str]:
         """The answer text per question (data-file index) of the given rows."""
         offsets = features.arrays["offsets"]

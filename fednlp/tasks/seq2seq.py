@@ -143,6 +143,19 @@ class Seq2Seq(Task):
         ).logits
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
 
+    def example_losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy over each row's real target tokens."""
+        labels = batch["labels"].long()
+        labels = labels[:, : int((labels != IGNORE).sum(dim=1).max())]
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=labels),
+            use_cache=False,
+        ).logits.float()
+        per_token = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+        return per_token.sum(dim=1) / (labels != IGNORE).sum(dim=1).clamp(min=1)
+
     def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: np.ndarray) -> list[Any]:
         """Beam search (deterministic: no sampling) of at most max_target_length new tokens per row."""
         generated = model.generate(

@@ -99,6 +99,15 @@ class SequenceTagging(Task):
         labelled = (batch["labels"] != IGNORE).cpu().numpy()
         return [p[mask].tolist() for p, mask in zip(predicted, labelled)]
 
+    def example_losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy over each row's labelled tokens (each word's first sub-token)."""
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+        labels = batch["labels"].long()
+        per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE,
+                                                      reduction="none")
+        labelled = (labels != IGNORE).sum(dim=1).clamp(min=1)
+        return per_token.sum(dim=1) / labelled
+
     def compute_metrics(self, rows: np.ndarray, predictions: list[Any], features: Features) -> dict[str, float]:
         from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
 
