@@ -22,6 +22,7 @@ def roc_png(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]) -> byte
             ax.plot(fpr[positive], tpr[positive], label=label)
             if positive.any():
                 floor = min(floor, float(fpr[positive].min()))
+        floor = min(floor, 1e-2)  # a curve with no FPR between 0 and 1 (few non-members) still gets an axis
         grid = np.logspace(np.log10(floor), 0, 100)
         ax.plot(grid, grid, color="grey", linestyle="--", linewidth=0.8, label="chance")
         ax.set_xscale("log")
