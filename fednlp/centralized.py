@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from fednlp.config import CentralizedConfig
-from fednlp.errors import UserError
+from fednlp.errors import RunDiverged, UserError
 from fednlp.federation.cohort import Stream, run_rng
 from fednlp.federation.communicator import LocalCommunicator, make_communicator
 from fednlp.federation.local_training import LocalTrainer, batch_plan
@@ -34,10 +34,14 @@ def train_centralized(config: CentralizedConfig) -> dict[str, Any]:
     for chunk, (steps, epochs) in enumerate(_chunks(config), start=1):
         batches = batch_plan(len(train_rows), config.batch_size, rng, steps=steps, epochs=epochs)
         trainer.train(train_rows, batches)
+        train_loss = trainer.losses()[1]  # the mean batch loss of this chunk's steps
+        if not math.isfinite(train_loss):
+            raise RunDiverged(f"epoch {chunk}: the training loss is not finite (NaN or infinity)")
         last = chunk == len(_chunks(config))
         if chunk % config.eval_every == 0 or last:
-            metrics = session.evaluate()
-            record = {"round": chunk, "elapsed_s": round(time.perf_counter() - session.started, 3), **metrics}
+            metrics = session.evaluate(final=last)
+            record = {"round": chunk, "elapsed_s": round(time.perf_counter() - session.started, 3),
+                      "train_loss": train_loss, **metrics, **session.eval_setting(last)}
             history.append(record)
             if session.writer is not None:
                 session.writer.append_metrics(record)

@@ -56,3 +56,73 @@ def test_builtin_algorithms_give_the_weights_they_gave_before_the_hooks(bbc, tmp
     for name, (norm, dot) in reference["fingerprint"].items():
         assert got[name][0] == pytest.approx(norm, rel=1e-6, abs=1e-6), name
         assert got[name][1] == pytest.approx(dot, rel=1e-5, abs=1e-5 * (1 + norm)), name
+
+
+def _small(bbc, out: Path, **overrides) -> TrainConfig:
+    data, part = bbc
+    values = dict(data=str(data), partition=str(part), method=METHOD, model="tiny-bert", rounds=2, clients_per_round=3,
+                  local_steps=2, batch_size=8, max_seq_length=32, eval_max_examples=48, out=str(out), seed=2,
+                  quiet=True)
+    values.update(overrides)
+    config = TrainConfig(**values)
+    config.validate()
+    return config
+
+
+def test_saved_model_reloads_with_the_runs_final_metric_and_trains_on(bbc, tmp_path: Path) -> None:
+    """RUN_DIR/model loads with from_pretrained and evaluates to the run's final metric; it is a --model for
+    another run (here a centralized fine-tuning), whose own saved model differs from it."""
+    from fednlp.centralized import train_centralized
+    from fednlp.config import CentralizedConfig
+    from fednlp.federation.session import open_session
+
+    result = train_federated(_small(bbc, tmp_path / "fed", optimizer="sgd", lr=0.1), LocalCommunicator())
+    model_dir = Path(result["model_dir"])
+    assert (model_dir / "config.json").is_file() and (model_dir / "tokenizer.json").is_file()
+    reloaded = _small(bbc, tmp_path / "eval", model=str(model_dir))
+    session = open_session(reloaded, LocalCommunicator(), "eval")
+    assert session.evaluate()[result["metric"]] == pytest.approx(result["value"])
+    data, _ = bbc
+    central = CentralizedConfig(data=str(data), model=str(model_dir), steps=2, batch_size=8, max_seq_length=32,
+                                eval_max_examples=48, out=str(tmp_path / "central"), seed=2, quiet=True)
+    central.validate()
+    tuned = train_centralized(central)
+    assert np.isfinite(tuned["history"][-1]["train_loss"])
+    assert _fingerprint(Path(tuned["model_dir"])) != _fingerprint(model_dir)
+
+
+def test_save_model_false_writes_no_model(bbc, tmp_path: Path) -> None:
+    result = train_federated(_small(bbc, tmp_path / "run", rounds=1, save_model=False), LocalCommunicator())
+    assert "model_dir" not in result and not (tmp_path / "run" / "model").exists()
+
+
+def test_a_diverging_run_stops_with_exit_3_naming_round_client_and_rank(bbc, tmp_path: Path, capsys) -> None:
+    data, part = bbc
+    flags = ["train", "--data", str(data), "--partition", str(part), "--method", METHOD, "--model", "tiny-bert",
+             "--rounds", "2", "--clients-per-round", "3", "--local-steps", "3", "--batch-size", "8",
+             "--max-seq-length", "32", "--eval-max-examples", "16", "--optimizer", "sgd", "--lr", "1e12",
+             "--quiet", "true"]
+    assert main([*flags, "--out", str(tmp_path / "stop"), "--checkpoint-every", "1"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "round 1: client" in err[0] and "(trained on rank 0)" in err[0]
+    assert "non-finite loss or update" in err[0]
+    assert not (tmp_path / "stop" / "result.json").exists()
+
+    assert main([*flags, "--out", str(tmp_path / "skip"), "--on-nonfinite", "skip-client"]) == 0
+    records = [json.loads(line) for line in open(tmp_path / "skip" / "metrics.jsonl")]
+    assert [r["clients_skipped_nonfinite"] for r in records] == [3, 3]  # every client diverged: none aggregated
+    assert all("train_loss" not in r for r in records)
+
+
+def test_training_loss_in_every_record_and_tensorboard(bbc, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train_federated(_small(bbc, tmp_path / "run", report_to="tensorboard", eval_every=2),
+                             LocalCommunicator())
+    assert [sorted(k for k in h if k in ("train_loss", "accuracy")) for h in result["history"]] == [
+        ["train_loss"], ["accuracy", "train_loss"]]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert {"train_loss", "accuracy"} <= set(events.Tags()["scalars"])
+    losses = [e.value for e in events.Scalars("train_loss")]
+    assert losses == pytest.approx([h["train_loss"] for h in result["history"]])
