@@ -164,15 +164,18 @@ def cmd_train(args: argparse.Namespace) -> None:
         base = {**read_yaml_config(saved, TrainConfig, extra), "out": args.resume}
     result = train_federated(load_config(TrainConfig, args, base, extra), resume=bool(args.resume))
     if result.get("world_size", 1) == 1 or _rank() == 0:
-        print(f"{result['metric']}={result['value']:.4f} (best {result['best_value']:.4f}) in {result['wall_time_s']:.1f}s")
+        from fednlp.federation.session import final_line
+
+        print(final_line(result))
 
 
 def cmd_centralized(args: argparse.Namespace) -> None:
     from fednlp.centralized import train_centralized
     from fednlp.config import CentralizedConfig, load_config
+    from fednlp.federation.session import final_line
 
     result = train_centralized(load_config(CentralizedConfig, args))
-    print(f"{result['metric']}={result['value']:.4f} (best {result['best_value']:.4f}) in {result['wall_time_s']:.1f}s")
+    print(final_line(result))
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:

@@ -36,7 +36,8 @@ class RunConfig:
     max_seq_length: int = _opt("tokens per input, special tokens included", default=128)
     batch_size: int = _opt("training batch size", default=16)
     eval_batch_size: int = _opt("evaluation batch size", default=64)
-    eval_max_examples: int | None = _opt("evaluate on a seeded random subset of N test examples (default: all)")
+    eval_max_examples: int | None = _opt("evaluate on a seeded random subset of N test examples (default: all; "
+                                         "with --final-eval full, intermediate evaluations only)")
     lr: float = _opt("client (or centralized) learning rate", default=5e-5)
     optimizer: str = _opt("sgd or adamw", default="adamw")
     weight_decay: float = _opt("weight decay of the optimizer", default=0.0)
@@ -52,6 +53,10 @@ class RunConfig:
     max_answer_length: int = _opt("QA: longest answer span, in tokens", default=30)
     max_target_length: int = _opt("seq2seq: tokens per target (training and generation)", default=64)
     num_beams: int = _opt("seq2seq: beams of the beam search at evaluation", default=4)
+    eval_num_beams: int | None = _opt("seq2seq: beams at intermediate evaluations (default: --num-beams; the final "
+                                      "one too unless --final-eval full)")
+    final_eval: str = _opt("the final evaluation: same (like the others: --eval-max-examples, --eval-num-beams) or "
+                           "full (every test example, --num-beams); result.json records which", default="same")
     out: str | None = _opt("run directory (default: runs/<generated name>)")
     overwrite: bool = _opt("replace a finished run in --out", default=False)
     save_model: bool = _opt("save the final model and tokenizer in RUN_DIR/model/ (save_pretrained)", default=True)
@@ -79,6 +84,10 @@ class RunConfig:
             raise UserError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise UserError(f"--max-grad-norm must be positive, got {self.max_grad_norm}")
+        if self.eval_num_beams is not None and self.eval_num_beams <= 0:
+            raise UserError(f"--eval-num-beams must be positive, got {self.eval_num_beams}")
+        if self.final_eval not in ("same", "full"):
+            raise UserError(f"--final-eval must be same or full, got {self.final_eval!r}")
         if self.report_to not in ("none", "tensorboard"):
             raise UserError(f"--report-to must be none or tensorboard, got {self.report_to!r}")
 

@@ -175,7 +175,7 @@ class Federation:
                         evaluated = True
                         record.update(self.evaluate_future(round_idx))
                 if evaluated:
-                    record.update(session.evaluate())
+                    record.update(session.evaluate(final=done == config.rounds), **session.eval_setting(done == config.rounds))
                     if self.eval_clients and (done == config.rounds or (config.eval_clients_every
                                                                          and done % config.eval_clients_every == 0)):
                         record["clients"] = self.evaluate_clients(done)

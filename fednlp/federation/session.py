@@ -21,7 +21,8 @@ from fednlp.data.feature_cache import file_sha256, load_or_build_features
 from fednlp.errors import UserError
 from fednlp.federation.cohort import Stream, run_rng
 from fednlp.federation.device import pick_device
-from fednlp.federation.evaluation import evaluate, evaluate_clients
+from fednlp.federation.evaluation import (evaluate, evaluate_clients, evaluation_setting, eval_num_beams,
+                                         generation_beams, show_progress)
 from fednlp.federation.local_training import PhaseTimer
 from fednlp.locks import lock_run_dir, release_run_dir
 from fednlp.results.run_files import RunWriter
@@ -45,19 +46,34 @@ class Session:
     run_dir: Path
     started: float
 
-    def evaluate(self, examples: np.ndarray | None = None) -> dict[str, float]:
-        """The model on the run's test examples (or on `examples`), sharded over the ranks."""
+    def evaluate(self, examples: np.ndarray | None = None, final: bool = False) -> dict[str, float]:
+        """The model on the run's test examples (or on `examples`), sharded over the ranks. `final`: the run's
+        last evaluation (with --final-eval full: every test example, --num-beams)."""
         start = time.perf_counter()
-        examples = self.test_examples if examples is None else examples
-        metrics = evaluate(self.model, self.task, self.features, examples, self.comm,
-                           self.config.eval_batch_size, self.device, self.config.precision)
+        if examples is None:
+            examples = self.eval_examples(final)
+        with generation_beams(self.task, eval_num_beams(self.config, final)):
+            metrics = evaluate(self.model, self.task, self.features, examples, self.comm,
+                               self.config.eval_batch_size, self.device, self.config.precision,
+                               progress=show_progress(self.comm, self.config.quiet))
         self.timer.add("evaluation", start)
         return metrics
+
+    def eval_examples(self, final: bool) -> np.ndarray:
+        if final and self.config.final_eval == "full":
+            return np.asarray(self.data.test_index_list, dtype=np.int64)
+        return self.test_examples
+
+    def eval_setting(self, final: bool) -> dict[str, Any]:
+        """{"eval": what produced the numbers of `evaluate(final=final)`} for the round's record."""
+        return {"eval": evaluation_setting(self.config, len(self.eval_examples(final)), len(self.data.test_index_list),
+                                           final, self.task.task_type == "seq2seq")}
 
     def evaluate_clients(self, client_tests: dict[int, np.ndarray]) -> dict[int, dict[str, float]]:
         start = time.perf_counter()
         metrics = evaluate_clients(self.model, self.task, self.features, client_tests, self.comm,
-                                   self.config.eval_batch_size, self.device, self.config.precision)
+                                   self.config.eval_batch_size, self.device, self.config.precision,
+                                   progress=show_progress(self.comm, self.config.quiet))
         self.timer.add("client_evaluation", start)
         return metrics
 
@@ -156,14 +172,28 @@ def finish(session: Session, result: dict[str, Any], history: list[dict[str, Any
         value=final.get(primary),
         greater_is_better=greater,
         best_value=(max if greater else min)((h[primary] for h in evaluations), default=None),
-        metrics={k: v for k, v in final.items() if k not in ("round", "elapsed_s")},
+        metrics={k: v for k, v in final.items() if k not in ("round", "elapsed_s", "eval")},
         history=history,
         wall_time_s=round(time.perf_counter() - session.started, 3),
     )
+    result.update(evaluation_share(session.timer.seconds, result["wall_time_s"]),
+                  eval=final.get("eval"))
     if session.writer is not None:
         session.writer.write_result(result)
         release_run_dir(session.run_dir)
     return result
+
+
+def evaluation_share(seconds: dict[str, float], wall_time_s: float) -> dict[str, float]:
+    """The evaluations' share of the run's wall time (the global and the per-client ones): where a user waits."""
+    spent = seconds.get("evaluation", 0.0) + seconds.get("client_evaluation", 0.0)
+    return {"evaluation_s": round(spent, 3), "evaluation_share": round(spent / wall_time_s, 4) if wall_time_s > 0 else 0.0}
+
+
+def final_line(result: dict[str, Any]) -> str:
+    """The line `fednlp train` and `fednlp centralized` print at the end."""
+    line = f"{result['metric']}={result['value']:.4f} (best {result['best_value']:.4f}) in {result['wall_time_s']:.1f}s"
+    return line + f", evaluation {100 * result.get('evaluation_share', 0.0):.0f}% of it"
 
 
 def save_model(session: Session) -> Path:
