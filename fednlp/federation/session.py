@@ -8,7 +8,7 @@ import resource
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ class Session:
     writer: RunWriter | None  # rank 0 only
     run_dir: Path
     started: float
+    last_metrics: dict[str, float] = field(default_factory=dict)  # of the last evaluation on the test set
 
     def evaluate(self, examples: np.ndarray | None = None, final: bool = False) -> dict[str, float]:
         """The model on the run's test examples (or on `examples`), sharded over the ranks. `final`: the run's
@@ -57,6 +58,8 @@ class Session:
                                self.config.eval_batch_size, self.device, self.config.precision,
                                progress=show_progress(self.comm, self.config.quiet))
         self.timer.add("evaluation", start)
+        if examples is self.test_examples or final:
+            self.last_metrics = dict(metrics)
         return metrics
 
     def eval_examples(self, final: bool) -> np.ndarray:
@@ -172,7 +175,8 @@ def finish(session: Session, result: dict[str, Any], history: list[dict[str, Any
         value=final.get(primary),
         greater_is_better=greater,
         best_value=(max if greater else min)((h[primary] for h in evaluations), default=None),
-        metrics={k: v for k, v in final.items() if k not in ("round", "elapsed_s", "eval")},
+        # The task's metrics of the last evaluation (a round's record also holds its training loss, period, ...).
+        metrics=session.last_metrics or {k: v for k, v in final.items() if k not in ("round", "elapsed_s", "eval")},
         history=history,
         wall_time_s=round(time.perf_counter() - session.started, 3),
     )
