@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fednlp.algorithms.registry import get_algorithm
+from fednlp.algorithms.registry import algorithm_option_fields, get_algorithm
 from fednlp.config import CentralizedConfig, TrainConfig, load_config
-
-try:  # the algorithms' own options (mu, beta1, ...), declared by each algorithm
-    from fednlp.algorithms.registry import algorithm_option_fields
-except ImportError:  # before they moved out of TrainConfig
-    algorithm_option_fields = dict
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 
@@ -82,3 +77,39 @@ def test_partition_group_is_the_flag_and_method_its_alias(tmp_path) -> None:
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("partition_group: niid_label_clients=10_alpha=1.0\n")
     assert read_yaml_config(yaml_file, TrainConfig) == {"method": "niid_label_clients=10_alpha=1.0"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from fednlp.config import add_config_arguments
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, TrainConfig, algorithm_option_fields())
+    return parser
+
+
+def test_defaults_then_yaml_then_flags(tmp_path) -> None:
+    """config.py's precedence: defaults < --config YAML < flags; an algorithm's option from either place lands
+    in algorithm_args; bools parse true/false words both ways."""
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("data: d.h5\npartition: p.h5\nmethod: g\nrounds: 7\nlr: 0.5\nalgorithm: fedprox\n"
+                         "mu: 0.1\nquiet: 'yes'\n")
+    args = _parser().parse_args(["--config", str(yaml_file), "--lr", "0.25", "--mu", "0.3", "--overwrite", "false"])
+    config = load_config(TrainConfig, args, None, algorithm_option_fields())
+    assert (config.rounds, config.lr, config.batch_size) == (7, 0.25, 16)  # YAML, flag over YAML, default
+    assert config.algorithm_args == {"mu": 0.3} and config.quiet is True and config.overwrite is False
+
+
+@pytest.mark.parametrize("text, message", [
+    ("bogus: 1\n", "unknown option 'bogus'"),
+    ("rounds: many\n", "rounds must be int, got 'many'"),
+    ("quiet: perhaps\n", "quiet must be bool, got 'perhaps'"),
+    ("- a list\n", "must hold a mapping of option: value"),
+])
+def test_bad_yaml_is_one_line(tmp_path, text: str, message: str) -> None:
+    from fednlp.config import read_yaml_config
+    from fednlp.errors import UserError
+
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text(text)
+    with pytest.raises(UserError, match=message):
+        read_yaml_config(yaml_file, TrainConfig, algorithm_option_fields())
