@@ -325,11 +325,26 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="fednlp", description="Federated learning benchmarks for NLP: data, partitions, training, leaderboards."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in COMMAND_GROUPS:
+    words = sys.argv[1:] if argv is None else argv
+    for add in command_groups(words[0] if words else None):
         add(sub)
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["train"]:
+    for name, (text, _) in COMMANDS.items():  # the other commands: a name and a help line, nothing imported
+        if name not in sub.choices:
+            sub.add_parser(name, help=text)
+    if words[:1] == ["train"]:
         _add_algorithm_options(sub.choices["train"])
     return parser
+
+
+def command_groups(command: str | None) -> list[Callable[[argparse._SubParsersAction], None]]:
+    """The groups whose parsers are built: the one holding `command` (building a group imports what its
+    options need: the config, numpy, h5py, ...), and any group COMMANDS does not list; every group when
+    `command` is "all" (the test that COMMANDS says what the groups add)."""
+    listed = {group for _, group in COMMANDS.values()}
+    if command == "all":
+        return list(COMMAND_GROUPS)
+    chosen = [COMMANDS[command][1]] if command in COMMANDS else []
+    return chosen + [group for group in COMMAND_GROUPS if group not in listed and group not in chosen]
 
 
 def _add_algorithm_options(train: argparse.ArgumentParser) -> None:
@@ -352,6 +367,26 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_fairness_command,
     _add_audit_commands,
 ]
+
+#: Each command's help line and the group that builds its parser. `fednlp --help` lists them without building
+#: any group, so it imports neither torch nor numpy; `fednlp partition` builds only the partition group
+#: (tests/test_startup.py checks that these lines are the groups' own and that each group is listed).
+COMMANDS: dict[str, tuple[str, Callable[[argparse._SubParsersAction], None]]] = {
+    "data": ("prepare data files", _add_data_commands),
+    "partition": ("split a data file over clients; adds one group to a partition file", _add_partition_commands),
+    "partition-stats": ("print a partition's statistics and draw its client x label heat map",
+                        _add_partition_commands),
+    "train": ("federated training (one process, or under mpirun -n R)", _add_training_commands),
+    "centralized": ("the centralized baseline on the union of all training data", _add_training_commands),
+    "leaderboard": ("table of every run under a directory, with the gap to centralized", _add_training_commands),
+    "algorithms": ("list the registered federated algorithms", _add_training_commands),
+    "supervise": ("run a training command; resume it from its newest checkpoint when the job dies (at most N "
+                  "times)", _add_supervise_command),
+    "fairness": ("counterfactual and group fairness of a run's saved text classifier", _add_fairness_command),
+    "audit": ("privacy audit of a run's saved model: membership inference, canary exposure and extraction",
+              _add_audit_commands),
+    "canaries": ("insert canaries (secrets) into a data file and partition", _add_audit_commands),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
