@@ -72,7 +72,7 @@ def export_inputs(unit: Unit, data: Path, part: Path) -> Path:
     from fednlp.algorithms.samplers import get_sampler
     from fednlp.config import TrainConfig
     from fednlp.data.datafile import read_data_file
-    from fednlp.data.feature_cache import load_or_build_features
+    from fednlp.tasks.feature_cache import load_or_build_features
     from fednlp.federation.clients import read_clients
     from fednlp.federation.cohort import round_rng
     from fednlp.federation.local_training import batch_plan

@@ -14,7 +14,7 @@ import torch
 from fednlp.cli import main
 from fednlp.config import RunConfig
 from fednlp.data.datafile import DataFile, read_data_file, write_data_file
-from fednlp.data.feature_cache import load_or_build_features
+from fednlp.tasks.feature_cache import load_or_build_features
 from fednlp.federation.communicator import LocalCommunicator
 from fednlp.federation.evaluation import evaluate, predict_rows
 from fednlp.tasks.models import load_tokenizer

@@ -10,7 +10,7 @@ import pytest
 
 from fednlp.config import RunConfig
 from fednlp.data.datafile import DataFile
-from fednlp.data.feature_cache import cache_path, load_or_build_features
+from fednlp.tasks.feature_cache import cache_path, load_or_build_features
 from fednlp.data.readers import ReaderOptions, get_reader
 from fednlp.errors import UserError
 from fednlp.tasks.models import load_tokenizer

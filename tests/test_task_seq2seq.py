@@ -15,7 +15,7 @@ from rouge_score.rouge_scorer import RougeScorer
 from fednlp.cli import main
 from fednlp.config import RunConfig
 from fednlp.data.datafile import DataFile, read_data_file, write_data_file
-from fednlp.data.feature_cache import cache_path
+from fednlp.tasks.feature_cache import cache_path
 from fednlp.federation.flat import FlatParameters
 from fednlp.tasks.models import load_tokenizer
 from fednlp.tasks.seq2seq import IGNORE, Seq2Seq

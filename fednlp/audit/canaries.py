@@ -22,7 +22,7 @@ import numpy as np
 
 from fednlp.audit.secrets import SecretSpace, check_template, fill, parse_secret_space
 from fednlp.data.datafile import DataFile, read_data_file, write_data_file
-from fednlp.data.feature_cache import file_sha256
+from fednlp.files import file_sha256
 from fednlp.data_partition.partition_file import find_group, partition_content, read_partition, write_groups
 from fednlp.errors import UserError
 

@@ -29,7 +29,7 @@ from fednlp.data.datafile import DataFile
 from fednlp.errors import UserError
 from fednlp.federation.communicator import make_communicator
 from fednlp.locks import RUN_LOCK_NAME, acquire
-from fednlp.results.run_files import atomic_write_text
+from fednlp.files import atomic_write_text
 
 #: Heads whose canaries exposure can score (their features come from the X and Y fields).
 CANARY_TASKS = ("classification", "seq2seq", "lm")

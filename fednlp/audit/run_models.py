@@ -19,7 +19,8 @@ import torch
 
 from fednlp.config import CentralizedConfig, RunConfig, TrainConfig, read_yaml_config
 from fednlp.data.datafile import DataFile, read_data_file
-from fednlp.data.feature_cache import file_sha256, load_or_build_features
+from fednlp.files import file_sha256
+from fednlp.tasks.feature_cache import load_or_build_features
 from fednlp.errors import UserError
 from fednlp.federation.device import pick_device
 from fednlp.tasks.base import Features, Task

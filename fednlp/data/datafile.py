@@ -39,6 +39,7 @@ import h5py
 import numpy as np
 
 from fednlp.errors import UserError
+from fednlp.files import atomic_output
 
 TASK_TYPES = ("text_classification", "sequence_tagging", "span_extraction", "seq2seq")
 
@@ -119,9 +120,6 @@ def label_vocab_of(labels: list[str] | list[list[str]]) -> dict[str, int]:
 
 def write_data_file(data: DataFile, path: str | os.PathLike) -> None:
     """Write atomically: a temporary file beside the target, renamed when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     list_fields = LIST_FIELDS[data.task_type]
     str_dtype = h5py.string_dtype("utf-8")
     try:
@@ -136,10 +134,6 @@ def write_data_file(data: DataFile, path: str | os.PathLike) -> None:
                     f.create_dataset(name, data=np.asarray(values, dtype=np.float64))  # numbers, e.g. order
                 else:
                     f.create_dataset(name, data=np.array(values, dtype=object), dtype=str_dtype)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def open_h5(path: str | os.PathLike, what: str = "data file") -> h5py.File:
@@ -149,7 +143,7 @@ def open_h5(path: str | os.PathLike, what: str = "data file") -> h5py.File:
         raise UserError(f"{what} {path} does not exist")
     if path.is_dir():
         raise UserError(f"{what} {path} is a directory, expected an HDF5 file")
-    try:
+    with atomic_output(path) as tmp:
         return h5py.File(path, "r")
     except OSError as exc:
         raise UserError(f"{what} {path} is not a readable HDF5 file ({exc.__class__.__name__})") from None

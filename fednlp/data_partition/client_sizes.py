@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from fednlp.files import atomic_output
+
 
 def size_decades(sizes: np.ndarray) -> str:
     """Clients per size range, `1: a  2-9: b  10-99: c ...` (0 and 1 on their own; empty ranges left out)."""
@@ -72,11 +74,8 @@ def save_figure(fig: Any, plot_path: str | os.PathLike) -> None:
 
     plot_path = Path(plot_path)
     plot_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = plot_path.with_name(f".{plot_path.stem}.tmp{os.getpid()}{plot_path.suffix}")
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, plot_path)
+        with atomic_output(plot_path, suffix=plot_path.suffix) as tmp:  # matplotlib picks the format by suffix
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()

@@ -13,13 +13,13 @@ same data never runs the encoder again.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from fednlp.data.datafile import DataFile
+from fednlp.files import atomic_output, file_sha256
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 MAX_LENGTH = 256  # the model's own max_seq_length (sentence_bert_config.json)
@@ -45,14 +45,6 @@ def example_texts(data: DataFile) -> list[str]:
     if data.task_type == "span_extraction":
         return [f"{q} {c}" for q, c in zip(fields["question_X"], fields["context_X"])]
     return [str(x) for x in fields["X"]]
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_path(data_path: str | Path, data_checksum: str, task_type: str, max_length: int = MAX_LENGTH) -> Path:
@@ -110,13 +102,8 @@ def kmeans_assignment(embeddings: np.ndarray, fit_positions: np.ndarray, n_clust
 
 def _save_atomically(path: Path, array: np.ndarray) -> None:
     """The cache is an optimisation: a folder we cannot write to only costs a recomputation."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_output(path) as tmp, open(tmp, "wb") as f:
             np.save(f, array)
-        os.replace(tmp, path)
     except OSError as exc:
         print(f"fednlp: note: could not cache embeddings at {path} ({exc.strerror})", file=sys.stderr)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

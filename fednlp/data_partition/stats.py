@@ -27,6 +27,7 @@ from fednlp.data_partition.partition_file import (
     read_partition,
 )
 from fednlp.errors import UserError
+from fednlp.files import atomic_output
 
 @dataclass(frozen=True)
 class PartitionStats:
@@ -143,14 +144,11 @@ def plot_heat_maps(stats: list[PartitionStats], plot_path: str | os.PathLike, da
     fig.colorbar(image, ax=axes[0].tolist(), label="share of the client's train examples")
     plot_path = Path(plot_path)
     plot_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = plot_path.with_name(f".{plot_path.stem}.tmp{os.getpid()}{plot_path.suffix}")
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, plot_path)
+        with atomic_output(plot_path, suffix=plot_path.suffix) as tmp:  # matplotlib picks the format by suffix
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _spread(sizes: np.ndarray) -> str:

@@ -23,7 +23,7 @@ from fednlp.fairness.model_outputs import (check_labels, class_probabilities, lo
                                            saved_model_dir)
 from fednlp.fairness.pairs import load_substitution
 from fednlp.locks import RUN_LOCK_NAME, acquire
-from fednlp.results.run_files import atomic_write_text
+from fednlp.files import atomic_write_text
 
 GROUP_FIELD = "group"
 

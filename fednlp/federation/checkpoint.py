@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from fednlp.files import atomic_write_bytes
 
 KEEP = 2  # checkpoints kept on disk; older ones are deleted once a newer one is complete
 
@@ -80,9 +81,4 @@ def _verify(path: Path) -> str | None:
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, payload, durable=True)

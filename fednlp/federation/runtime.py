@@ -29,7 +29,7 @@ from fednlp.algorithms.registry import get_algorithm
 from fednlp.algorithms.samplers import Sampler, get_sampler
 from fednlp.config import TrainConfig
 from fednlp.data.datafile import read_attributes
-from fednlp.data.feature_cache import file_sha256
+from fednlp.files import file_sha256
 from fednlp.errors import RunDiverged, RunInterrupted, UserError
 from fednlp.federation.checkpoint import Checkpoint, load_latest_checkpoint, save_checkpoint
 from fednlp.federation.callbacks import Callback, MetricsFile, Progress, RoundEnd, TensorBoard

@@ -17,7 +17,8 @@ import torch
 
 from fednlp.config import RunConfig, config_dict
 from fednlp.data.datafile import DataFile, read_data_file
-from fednlp.data.feature_cache import file_sha256, load_or_build_features
+from fednlp.files import file_sha256
+from fednlp.tasks.feature_cache import load_or_build_features
 from fednlp.errors import UserError
 from fednlp.federation.cohort import Stream, run_rng
 from fednlp.federation.device import pick_device

@@ -13,7 +13,7 @@ import numpy as np
 
 from fednlp.algorithms.base import Algorithm
 from fednlp.errors import UserError
-from fednlp.results.run_files import atomic_write_text
+from fednlp.files import atomic_write_text
 from fednlp.privacy.accounting import Accountant, Sampling, accountant_version, calibrate_noise
 from fednlp.privacy.client_dp import ClientDP, finite_or_none, with_client_dp
 from fednlp.privacy.options import parse_clip

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fednlp.errors import UserError
-from fednlp.results.run_files import atomic_write_text
+from fednlp.files import atomic_write_text
 
 CENTRALIZED = "centralized"
 FORMATS = ("markdown", "csv", "html")

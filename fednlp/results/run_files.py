@@ -12,18 +12,7 @@ from typing import Any
 
 import yaml
 
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write beside the target, then rename: a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+from fednlp.files import atomic_write_text
 
 
 class RunWriter:

@@ -9,22 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from fednlp.data.capacity import check_fits
+from fednlp.files import atomic_output, file_sha256
 from fednlp.tasks.base import Features, Task
-
-
-@lru_cache(maxsize=16)
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_path(task: Task, data_path: str | os.PathLike) -> Path:
@@ -56,18 +47,16 @@ def load_or_build_features(task: Task, data_path: str | os.PathLike) -> Features
 
 
 def _save(features: Features, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     arrays = {f"array__{name}": value for name, value in features.arrays.items()}
-    np.savez(
-        tmp,
-        lengths=features.lengths,
-        example_of_row=features.example_of_row,
-        sequence_arrays=np.array(features.sequence_arrays, dtype=str),
-        host_arrays=np.array(features.host_arrays, dtype=str),
-        **arrays,
-    )
-    os.replace(tmp, path)
+    with atomic_output(path, suffix=".npz") as tmp:  # numpy appends .npz to a name without it
+        np.savez(
+            tmp,
+            lengths=features.lengths,
+            example_of_row=features.example_of_row,
+            sequence_arrays=np.array(features.sequence_arrays, dtype=str),
+            host_arrays=np.array(features.host_arrays, dtype=str),
+            **arrays,
+        )
 
 
 def _load(path: Path) -> Features:
