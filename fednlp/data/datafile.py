@@ -122,7 +122,7 @@ def write_data_file(data: DataFile, path: str | os.PathLike) -> None:
     """Write atomically: a temporary file beside the target, renamed when complete."""
     list_fields = LIST_FIELDS[data.task_type]
     str_dtype = h5py.string_dtype("utf-8")
-    try:
+    with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("attributes", data=json.dumps(data.full_attributes()), dtype=str_dtype)
             for name, values in data.fields.items():
@@ -143,7 +143,7 @@ def open_h5(path: str | os.PathLike, what: str = "data file") -> h5py.File:
         raise UserError(f"{what} {path} does not exist")
     if path.is_dir():
         raise UserError(f"{what} {path} is a directory, expected an HDF5 file")
-    with atomic_output(path) as tmp:
+    try:
         return h5py.File(path, "r")
     except OSError as exc:
         raise UserError(f"{what} {path} is not a readable HDF5 file ({exc.__class__.__name__})") from None
