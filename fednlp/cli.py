@@ -114,6 +114,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("runs", nargs="?", default="runs", help="directory searched for result.json files (default runs)")
     b.add_argument("--format", default="markdown", choices=FORMATS)
     b.add_argument("--out", help="write the table here instead of printing it")
+    b.add_argument("--plots", help="also write the study's figures (PNG) into this directory")
     b.set_defaults(func=cmd_leaderboard)
 
     a = sub.add_parser("algorithms", help="list the registered federated algorithms")
@@ -181,7 +182,7 @@ def cmd_centralized(args: argparse.Namespace) -> None:
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from fednlp.results.leaderboard import write_leaderboard
 
-    text = write_leaderboard(args.runs, args.format, args.out)
+    text = write_leaderboard(args.runs, args.format, args.out, args.plots)
     print(f"wrote {args.out}" if args.out else text)
 
 

@@ -343,3 +343,11 @@ def test_study_plots_are_png_files(tmp_path):
     assert sorted(p.name for p in written) == ["gap.png", "learning_curves.png", "metric_vs_alpha.png"]
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(p.name for p in written)
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
+
+
+def test_cli_writes_the_table_and_the_plots(runs_dir, tmp_path):
+    from fednlp.cli import main
+
+    assert main(["leaderboard", str(runs_dir), "--out", str(tmp_path / "board.md"), "--plots", str(tmp_path / "png")]) == 0
+    assert (tmp_path / "board.md").read_text().startswith("| row |")
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["gap.png", "learning_curves.png", "metric_vs_alpha.png"]
