@@ -206,7 +206,7 @@ def test_registry_refuses_duplicates_and_names_the_known_algorithms() -> None:
         register_algorithm("fedavg")(type("Other", (Algorithm,), {}))
     with pytest.raises(UserError, match="--algorithm 'nope' is not a known algorithm; known: fedadagrad, fedadam"):
         get_algorithm("nope")
-    registry = Registry("thing", "--thing", Algorithm, "fednlp.no_such_group", ())
+    registry = Registry("thing", "--thing", group="fednlp.no_such_group", base=Algorithm)
     thing = registry.register("a")(type("Thing", (Algorithm,), {}))
     assert registry.get("a") is thing and thing.name == "a"
     with pytest.raises(UserError, match="--thing 'b' is not a known thing; known: a"):

@@ -4,61 +4,16 @@ No if/elif on names anywhere else."""
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
-from typing import Callable, Generic, TypeVar
+from typing import Callable
 
 from fednlp.algorithms.base import Algorithm
 from fednlp.errors import UserError
-
-T = TypeVar("T", bound=type)
-
-
-class Registry(Generic[T]):
-    """Name -> class, filled by a decorator (built-ins, inline plugins) and by an entry-point group
-    (installed plugins). Duplicates are refused, as Opacus' `register_accountant` does."""
-
-    def __init__(self, kind: str, option: str, base: type, group: str, builtins: tuple[str, ...]):
-        self.kind, self.option, self.base, self.group, self.builtins = kind, option, base, group, builtins
-        self.entries: dict[str, T] = {}
-
-    def register(self, name: str) -> Callable[[T], T]:
-        def decorate(cls: T) -> T:
-            if name in self.entries and self.entries[name] is not cls:
-                raise ValueError(f"{self.kind} {name!r} is already registered by {self.entries[name].__module__}")
-            cls.name = name
-            self.entries[name] = cls
-            return cls
-
-        return decorate
-
-    def load(self) -> dict[str, T]:
-        """Built-ins plus every plugin of the entry-point group (importing a plugin may register it)."""
-        for module in self.builtins:
-            importlib.import_module(module)
-        for entry in entry_points(group=self.group):
-            loaded = entry.load()
-            if not (isinstance(loaded, type) and issubclass(loaded, self.base)):
-                raise UserError(f"entry point {entry.name} = {entry.value} of group {self.group} is not a subclass "
-                                f"of {self.base.__module__}.{self.base.__name__}")
-            if self.entries.get(entry.name) is not loaded:
-                try:
-                    self.register(entry.name)(loaded)
-                except ValueError as exc:
-                    raise UserError(f"entry point {entry.name} = {entry.value} of group {self.group}: {exc}") from None
-        return self.entries
-
-    def get(self, name: str) -> T:
-        known = self.load()
-        if name not in known:
-            raise UserError(f"{self.option} {name!r} is not a known {self.kind}; known: {', '.join(sorted(known))}")
-        return known[name]
-
+from fednlp.registry import Registry
 
 ALGORITHMS: Registry[type[Algorithm]] = Registry(
-    "algorithm", "--algorithm", Algorithm, "fednlp.algorithms",
-    ("fednlp.algorithms.fedavg", "fednlp.algorithms.fedavgm", "fednlp.algorithms.fedprox", "fednlp.algorithms.fedopt",
-     "fednlp.algorithms.qfedavg"),
+    "algorithm", "--algorithm", group="fednlp.algorithms", base=Algorithm,
+    builtins=("fednlp.algorithms.fedavg", "fednlp.algorithms.fedavgm", "fednlp.algorithms.fedprox",
+              "fednlp.algorithms.fedopt", "fednlp.algorithms.qfedavg"),
 )
 
 

@@ -14,7 +14,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from fednlp.algorithms.registry import Registry
+from fednlp.registry import Registry
 from fednlp.errors import UserError
 from fednlp.federation.cohort import Stream, round_rng
 
@@ -44,7 +44,7 @@ class Sampler:
         return float(k)
 
 
-SAMPLERS: Registry[type[Sampler]] = Registry("sampler", "--sampler", Sampler, "fednlp.samplers", ())
+SAMPLERS: Registry[type[Sampler]] = Registry("sampler", "--sampler", group="fednlp.samplers", base=Sampler)
 
 
 def register_sampler(name: str) -> Callable[[type[Sampler]], type[Sampler]]:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from fednlp.errors import UserError
+from fednlp.registry import Registry
 from fednlp.tasks.base import Task
 
-TASKS: dict[str, type[Task]] = {}
+TASKS: Registry[type[Task]] = Registry("task", "--task")
 
 
 def register_task(cls: type[Task]) -> type[Task]:
-    if cls.name in TASKS:
-        raise ValueError(f"task {cls.name!r} is already registered")
-    TASKS[cls.name] = cls
-    return cls
+    return TASKS.add(cls.name, cls)
 
 
 def _load_builtin_tasks() -> None:

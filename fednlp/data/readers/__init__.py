@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from fednlp.data.datafile import DataFile
-from fednlp.errors import UserError
+from fednlp.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,12 @@ class ReaderEntry:
     help: str
 
 
-READERS: dict[str, ReaderEntry] = {}
+READERS: Registry[ReaderEntry] = Registry("dataset", "--dataset")
 
 
 def register_reader(name: str, task_type: str, help: str = "") -> Callable[[Reader], Reader]:
     def decorate(read: Reader) -> Reader:
-        if name in READERS:
-            raise ValueError(f"reader {name!r} is already registered")
-        READERS[name] = ReaderEntry(name, task_type, read, help or (read.__doc__ or "").strip().split("\n")[0])
+        READERS.add(name, ReaderEntry(name, task_type, read, help or (read.__doc__ or "").strip().split("\n")[0]))
         return read
 
     return decorate
@@ -61,9 +59,7 @@ def register_reader(name: str, task_type: str, help: str = "") -> Callable[[Read
 
 def get_reader(name: str) -> ReaderEntry:
     _load_builtin_readers()
-    if name not in READERS:
-        raise UserError(f"--dataset {name!r} is not a known dataset; known: {', '.join(sorted(READERS))}, hf:NAME[:CONFIG]")
-    return READERS[name]
+    return READERS.get(name, hint=", hf:NAME[:CONFIG]")
 
 
 def _load_builtin_readers() -> None:
