@@ -354,7 +354,8 @@ def columns_of(rows: list[Row]) -> list[str]:
 
 # ---------------------------------------------------------------- rendering
 
-def _setting_text(value: Any) -> str:
+def setting_text(value: Any) -> str:
+    """A setting as a table cell or plot label: floats short, checksums cut to 10 characters."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -375,7 +376,7 @@ def _cells(row: Row, settings: list[str], stats: list[str], human: bool) -> list
     base = row.baseline
     return [
         str(row.number), row.task, row.dataset, row.model, row.partition_method or "", row.algorithm,
-        *(_setting_text(row.settings.get(k)) for k in settings),
+        *(setting_text(row.settings.get(k)) for k in settings),
         row.metric, num(row.value, ".4f"), num(row.std, ".4f"), str(row.n_runs),
         "" if row.examples_seen is None else str(row.examples_seen),
         "" if base is None else str(base.number), num(None if base is None else base.value, ".4f"),

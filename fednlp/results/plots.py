@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from fednlp.errors import UserError
-from fednlp.results.leaderboard import Row, RunRecord, setting_columns
+from fednlp.results.leaderboard import Row, RunRecord, setting_columns, setting_text
 
 ALPHA = re.compile(r"^niid_label_.*alpha=([0-9.eE+-]+)$")
 
 
 def row_label(row: Row, settings: list[str]) -> str:
     """The algorithm plus the settings that tell its rows apart, e.g. 'fedadam server_lr=0.01'."""
-    extra = [f"{k}={row.settings[k]:g}" if isinstance(row.settings.get(k), float) else f"{k}={row.settings.get(k)}"
-             for k in settings if row.settings.get(k) is not None]
+    extra = [f"{k}={setting_text(row.settings[k])}" for k in settings if row.settings.get(k) is not None]
     return " ".join([row.algorithm, *extra])
 
 
@@ -133,8 +132,8 @@ def gaps(rows: list[Row]) -> bytes | None:
     if not blocks:
         return None
     fig, axes = _figure(5.5 * len(blocks), 5, ncols=len(blocks))
-    settings = setting_columns(rows)
     for ax, ((task, dataset, metric), block) in zip(axes, blocks.items()):
+        settings = setting_columns(block)  # what tells this task's rows apart, not what differs across tasks
         labels = [f"{row_label(r, settings)} | {r.partition_method}" for r in block]
         ax.barh(range(len(block)), [r.gap for r in block], xerr=[r.std or 0.0 for r in block], capsize=2)
         ax.set_yticks(range(len(block)), labels, fontsize="x-small")
