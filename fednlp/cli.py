@@ -73,6 +73,9 @@ def _add_partition_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a group of the same name made with other settings (another seed, parameters or data "
                    "file, or by FedNLP's scripts); without it such a group is kept and the request refused")
+    p.add_argument("--layout", choices=("csr", "fednlp"), default="csr",
+                   help="csr (default): each split's indices end to end plus offsets per client, four datasets for "
+                   "any number of clients; fednlp: FedNLP's partition_data/<client>/train|test, for FedNLP's code")
     p.set_defaults(func=cmd_partition)
 
     s = sub.add_parser(
@@ -267,12 +270,12 @@ def cmd_partition(args: argparse.Namespace) -> None:
     check_numbers(params, flags={"n_clients": "--clients"})
     check_output_path(args.out, file="the partition file to write (.h5)")
     with locked_output(args.out, f"--out {args.out}"):  # two commands adding groups would lose one
-        group = add_partition(args.data, args.out, params, overwrite=args.overwrite)
+        group = add_partition(args.data, args.out, params, overwrite=args.overwrite, layout=args.layout)
     print(f"wrote group {group} to {args.out}")
     from fednlp.data_partition.client_sizes import dropped_line
     from fednlp.data_partition.partition_file import read_partition
 
-    if dropped := dropped_line(read_partition(args.out, group).values):
+    if params.min_examples is not None and (dropped := dropped_line(read_partition(args.out, group).values)):
         print(dropped)
 
 

@@ -245,13 +245,14 @@ def inputs(root: Path, bbc: tuple[Path, Path]) -> dict[str, Path]:
 
 def _fednlp_like_files(part: Path, paths: dict[str, Path]) -> None:
     """The bbc partition as FedNLP's scripts would have left it, one with a bad index, and an untyped data file."""
-    import shutil
-
     import h5py
     import numpy as np
 
+    from fednlp.data_partition.partition_file import partition_content, read_partition, write_groups
+
+    stored = read_partition(part, METHOD)  # written in FedNLP's layout, a group per client, as its scripts do
     for name in ("foreign", "fractional"):
-        shutil.copyfile(part, paths[name])
+        write_groups(paths[name], {METHOD: partition_content(stored.train, stored.test, stored.values, "fednlp")})
     with h5py.File(paths["foreign"], "a") as f:
         for key in ("seed", "data_sha256"):
             del f[METHOD][key]

@@ -320,6 +320,10 @@ def read_group(path: Path, name: str) -> tuple[list[np.ndarray], list[np.ndarray
     f = h5py.File(path, "r")
     group = f[name]
     n = int(group["n_clients"][()])
+    if "train_offsets" in group:  # the compact layout (the default): client k's indices are a slice
+        train, test = ([group[f"{s}_indices"][a:b] for a, b in zip(group[f"{s}_offsets"][:-1], group[f"{s}_offsets"][1:])]
+                       for s in ("train", "test"))
+        return train, test, group
     train = [group["partition_data"][str(k)]["train"][()] for k in range(n)]
     test = [group["partition_data"][str(k)]["test"][()] for k in range(n)]
     return train, test, group
@@ -350,11 +354,12 @@ def test_partition_writes_fednlp_layout(dataset, request, tmp_path, capsys):
     data = request.getfixturevalue(dataset)
     out = tmp_path / "partition.h5"
     for args, name, params in LABEL_METHODS:
-        assert partition(data, out, *args, "--seed", "3") == 0
+        assert partition(data, out, *args, "--seed", "3", "--layout", "fednlp") == 0
         assert f"wrote group {name}" in capsys.readouterr().out
     train_index, test_index = data_indices(data)
     with h5py.File(out, "r") as f:
         assert sorted(f) == sorted(name for _, name, _ in LABEL_METHODS)
+        assert all("partition_data" in f[name] for _, name, _ in LABEL_METHODS)
     for _, name, params in LABEL_METHODS:
         train, test, group = read_group(out, name)
         assert group["n_clients"][()] == 10 and group["seed"][()] == 3

@@ -33,13 +33,12 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection, Sequence
 
 import h5py
 import numpy as np
 
 from fednlp.errors import UserError
-from fednlp.files import atomic_output
 
 TASK_TYPES = ("text_classification", "sequence_tagging", "span_extraction", "seq2seq")
 
@@ -107,6 +106,19 @@ class DataFile:
         }
 
 
+class NotRead(Sequence):
+    """A field `read_data_file(only=...)` left unread: its length is known, its values refuse to be read."""
+
+    def __init__(self, name: str, length: int):
+        self.name, self.length = name, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: Any) -> Any:
+        raise RuntimeError(f"field {self.name!r} of the data file was not read (read_data_file(only=...))")
+
+
 def label_vocab_of(labels: list[str] | list[list[str]]) -> dict[str, int]:
     """Sorted label vocabulary (never set-ordered) over labels or label sequences."""
     flat = set()
@@ -120,9 +132,12 @@ def label_vocab_of(labels: list[str] | list[list[str]]) -> dict[str, int]:
 
 def write_data_file(data: DataFile, path: str | os.PathLike) -> None:
     """Write atomically: a temporary file beside the target, renamed when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     list_fields = LIST_FIELDS[data.task_type]
     str_dtype = h5py.string_dtype("utf-8")
-    with atomic_output(path) as tmp:
+    try:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("attributes", data=json.dumps(data.full_attributes()), dtype=str_dtype)
             for name, values in data.fields.items():
@@ -134,6 +149,10 @@ def write_data_file(data: DataFile, path: str | os.PathLike) -> None:
                     f.create_dataset(name, data=np.asarray(values, dtype=np.float64))  # numbers, e.g. order
                 else:
                     f.create_dataset(name, data=np.array(values, dtype=object), dtype=str_dtype)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def open_h5(path: str | os.PathLike, what: str = "data file") -> h5py.File:
@@ -155,7 +174,7 @@ def read_attributes(path: str | os.PathLike) -> dict[str, Any]:
         return _attributes(f, path)
 
 
-def read_data_file(path: str | os.PathLike) -> DataFile:
+def read_data_file(path: str | os.PathLike, only: Collection[str] | None = None) -> DataFile:
     """Read a data file in fednlp's layout or FedNLP's per-example layout.
 
     What FedNLP's loaders write and how it is read (checked on files written by FedNLP's own code):
@@ -165,6 +184,9 @@ def read_data_file(path: str | os.PathLike) -> DataFile:
     - no train/test lists (its seq2seq loaders): FedNLP's partition scripts' rule, the first 90% of
       `index_list` train and the rest test, recorded as `split_inferred`;
     - `label_vocab` as a list, `num_labels: -1`: the vocabulary as given, its size the label count.
+
+    `only`: read just these fields (a partition by labels needs no text); the others are `NotRead`
+    placeholders of the right length. A file without a task_type is read whole (inferring it needs X and Y).
     """
     with open_h5(path) as f:
         attrs = _attributes(f, path)
@@ -172,7 +194,9 @@ def read_data_file(path: str | os.PathLike) -> DataFile:
         for name, node in f.items():
             if name == "attributes":
                 continue
-            if isinstance(node, h5py.Group):
+            if only is not None and name not in only and "task_type" in attrs:
+                fields[name] = NotRead(name, len(node) if isinstance(node, h5py.Dataset) else len(node.keys()))
+            elif isinstance(node, h5py.Group):
                 fields[name] = _read_fednlp_group_once(node, attrs, path)
             else:
                 fields[name] = _read_column(node, json_encoded=node.attrs.get("encoding") == "json")

@@ -18,7 +18,7 @@ import numpy as np
 from fednlp.data.datafile import open_h5, read_data_file
 from fednlp.data_partition import partitioners as _partitioners  # noqa: F401  (registers the methods)
 from fednlp.data_partition.params import PartitionParams
-from fednlp.files import file_sha256
+from fednlp.data_partition.embeddings import file_sha256
 from fednlp.data_partition.partition_file import check_replaceable, partition_content, write_groups
 from fednlp.data_partition.partitioners import PartitionJob
 from fednlp.data_partition.registry import METHODS, PartitionMethod, register_method
@@ -28,15 +28,16 @@ __all__ = ["METHODS", "PartitionMethod", "PartitionParams", "add_partition", "re
 
 
 def add_partition(data_path: str | os.PathLike, partition_path: str | os.PathLike, params: PartitionParams,
-                  overwrite: bool = False) -> str:
+                  overwrite: bool = False, layout: str = "csr") -> str:
     """Partition the data file and add the group to the partition file; return its name.
 
     A group of that name made with other settings (seed, parameters, data file; or not by fednlp) is
     replaced only with `overwrite`. Every check runs before the partition file is touched, and the file
     is rewritten atomically, so a refused request leaves an existing partition file byte for byte as it was.
+    `layout`: the compact "csr" (default) or FedNLP's group per client, "fednlp" (partition_file.py).
     """
     data_path, partition_path = Path(data_path), Path(partition_path)
-    data = read_data_file(data_path)
+    data = read_data_file(data_path, only=METHODS[params.method].fields_read(params))  # labels: no texts
     if partition_path.exists():
         open_h5(partition_path, "partition file").close()  # refuse a bad --out before any work
     train = np.asarray(data.train_index_list, dtype=np.int64)
@@ -52,7 +53,7 @@ def add_partition(data_path: str | os.PathLike, partition_path: str | os.PathLik
     test_clients = [test[p] for p in result.test]
     kept = train if result.dropped_train is None else np.delete(train, result.dropped_train)
     _check_exact_cover(train_clients, kept, params.method)
-    content = partition_content(train_clients, test_clients, {**settings, **result.extras})
+    content = partition_content(train_clients, test_clients, {**settings, **result.extras}, layout)
     write_groups(partition_path, {name: content, **result.side_groups}, overwrite)
     return name
 

@@ -20,6 +20,7 @@ from fednlp.data.datafile import DataFile
 from fednlp.errors import UserError
 
 LABELLED_TASKS = ("text_classification", "sequence_tagging")
+LABEL_FIELDS = ("Y",)  # what task_labels reads: class names, or tag sequences
 NO_ENTITY = "O"
 _TAG_PREFIX = re.compile(r"^[BIESLU]-(.+)$")
 

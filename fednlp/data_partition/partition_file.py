@@ -1,14 +1,23 @@
-"""The partition file (HDF5), in FedNLP's layout, written atomically.
+"""The partition file (HDF5), FedNLP-compatible, written atomically.
 
     <group>/                       one group per partition, named like FedNLP's
         n_clients                  scalar int64
         <parameter>                scalar per parameter (alpha, beta, clusters, labels_per_client,
                                    field), plus seed and data_sha256 (the data file it was made from)
-        partition_data/<client>/train   int64 data-file indices of client <client> (0 .. n_clients-1)
-        partition_data/<client>/test    the same for its local test data
+        train_indices, train_offsets    the compact layout (fednlp's default, "csr"): every client's int64
+        test_indices, test_offsets      data-file indices end to end, client k's at indices[offsets[k] :
+                                   offsets[k + 1]] (offsets: n_clients + 1 int64, from 0)
+      or
+        partition_data/<client>/train   FedNLP's layout ("fednlp", written with --layout fednlp): int64
+        partition_data/<client>/test    data-file indices of client <client> (0 .. n_clients-1), train and
+                                   local test
         ...                        method extras (client_names, client_labels)
     kmeans_clusters=<K>/client_assignment   cluster id per data-file index (niid_cluster), FedNLP's
                                    kmeans.py name; with n_clusters, seed, data_sha256 and embedding
+
+FedNLP's layout costs two HDF5 datasets per client (a million clients: two million datasets, minutes to
+write and read); the compact one costs four datasets whatever the clients, and reads one client with two
+small slices (`read_client`). Both are read everywhere; a file may hold groups of both.
 
 What FedNLP's scripts write is read as it is: an empty client stored as a float64 array of shape (0,)
 (any numeric dtype holding whole numbers is read as int64 indices: `index_array`), k-means assignments
@@ -49,6 +58,13 @@ class StoredPartition:
     train: list[np.ndarray]
     test: list[np.ndarray]
     values: dict[str, Any]
+    layout: str = "fednlp"
+
+
+#: Partition layouts: the compact default, and FedNLP's group per client (for FedNLP's own code).
+LAYOUTS = ("csr", "fednlp")
+#: The compact layout's datasets: per split, the indices end to end and where each client's begin.
+CSR_KEYS = ("train_indices", "train_offsets", "test_indices", "test_offsets")
 
 
 def write_groups(path: str | os.PathLike, groups: Mapping[str, Content], overwrite: bool = False) -> None:
@@ -117,13 +133,29 @@ def check_same(a: Any, b: Any) -> bool:
     return str(a) == str(b)
 
 
-def partition_content(train: list[np.ndarray], test: list[np.ndarray], values: Mapping[str, Any]) -> dict[str, Any]:
-    """A partition group's content in FedNLP's layout."""
+def partition_content(train: list[np.ndarray], test: list[np.ndarray], values: Mapping[str, Any],
+                      layout: str = "csr") -> dict[str, Any]:
+    """A partition group's content in the compact layout (default) or FedNLP's ("fednlp")."""
+    if layout not in LAYOUTS:
+        raise UserError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout == "csr":
+        (train_indices, train_offsets), (test_indices, test_offsets) = csr(train), csr(test)
+        return {"n_clients": len(train), **values, "train_indices": train_indices, "train_offsets": train_offsets,
+                "test_indices": test_indices, "test_offsets": test_offsets}
     clients = {
         str(k): {"train": np.asarray(tr, dtype=np.int64), "test": np.asarray(te, dtype=np.int64)}
         for k, (tr, te) in enumerate(zip(train, test))
     }
     return {"n_clients": len(train), **values, "partition_data": clients}
+
+
+def csr(clients: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(indices end to end, offsets): client k holds indices[offsets[k] : offsets[k + 1]]."""
+    sizes = np.fromiter((len(c) for c in clients), dtype=np.int64, count=len(clients))
+    offsets = np.zeros(len(clients) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    indices = np.concatenate([np.asarray(c, dtype=np.int64) for c in clients]) if clients else np.zeros(0, np.int64)
+    return indices.astype(np.int64, copy=False), offsets
 
 
 def group_names(path: str | os.PathLike) -> list[str]:
@@ -133,7 +165,8 @@ def group_names(path: str | os.PathLike) -> list[str]:
 
 
 def _partition_groups(f: h5py.File) -> list[str]:
-    return [name for name, node in f.items() if isinstance(node, h5py.Group) and "partition_data" in node]
+    return [name for name, node in f.items()
+            if isinstance(node, h5py.Group) and ("partition_data" in node or "train_offsets" in node)]
 
 
 def find_group(path: str | os.PathLike, requested: str) -> str:
@@ -181,6 +214,11 @@ def read_partition(path: str | os.PathLike, name: str) -> StoredPartition:
     with open_h5(path, "partition file") as f:
         group = f[name]
         n_clients = int(_read_value(group["n_clients"]))
+        if "train_offsets" in group:
+            train, test = (_read_csr(group, split, n_clients, path) for split in ("train", "test"))
+            values = {key: _read_value(node) for key, node in group.items()
+                      if isinstance(node, h5py.Dataset) and key not in CSR_KEYS}
+            return StoredPartition(name, n_clients, train, test, values, "csr")
         data = group["partition_data"]
         train, test = [], []
         for k in range(n_clients):
@@ -191,6 +229,60 @@ def read_partition(path: str | os.PathLike, name: str) -> StoredPartition:
             test.append(index_array(data, f"{k}/test", path) if "test" in data[str(k)] else np.zeros(0, np.int64))
         values = {key: _read_value(node) for key, node in group.items() if isinstance(node, h5py.Dataset)}
     return StoredPartition(name, n_clients, train, test, values)
+
+
+def read_client(path: str | os.PathLike, name: str, client: int, split: str = "train") -> np.ndarray:
+    """One client's data-file indices (`split` train or test) without reading the others': in the compact
+    layout two small hyperslab reads (through h5py's low-level calls, several times cheaper than the
+    high-level slicing at this size), in FedNLP's the client's own dataset."""
+    with open_h5(path, "partition file") as f:
+        if name not in f:  # another spelling of the name (rare: find_group reads every group's name)
+            name = find_group(path, name)
+        group = f[name]
+        if "train_offsets" in group:
+            n_clients = group["train_offsets"].shape[0] - 1
+            _check_client(path, name, client, n_clients)
+            if f"{split}_offsets" not in group:
+                return np.zeros(0, np.int64)
+            start, end = _hyperslab(group, f"{split}_offsets", client, client + 2)
+            return _hyperslab(group, f"{split}_indices", int(start), int(end))
+        _check_client(path, name, client, int(_read_value(group["n_clients"])))
+        data = group["partition_data"]
+        if str(client) not in data or split not in data[str(client)]:
+            return np.zeros(0, np.int64)
+        return index_array(data, f"{client}/{split}", path)
+
+
+def _check_client(path: str | os.PathLike, name: str, client: int, n_clients: int) -> None:
+    if not 0 <= client < n_clients:
+        raise UserError(f"partition file {path}: group {name!r} has clients 0..{n_clients - 1}, not {client}")
+
+
+def _hyperslab(group: h5py.Group, key: str, start: int, stop: int) -> np.ndarray:
+    """group/key[start:stop] as int64, read with h5py's low-level calls."""
+    dataset = h5py.h5d.open(group.id, key.encode())
+    out = np.empty(max(stop - start, 0), dtype=np.int64)
+    if len(out):
+        space = dataset.get_space()
+        space.select_hyperslab((start,), (len(out),))
+        dataset.read(h5py.h5s.create_simple((len(out),)), space, out)
+    return out
+
+
+def _read_csr(group: h5py.Group, split: str, n_clients: int, path: str | os.PathLike) -> list[np.ndarray]:
+    """The clients of one split in the compact layout, as views of one array; offsets checked first."""
+    if f"{split}_offsets" not in group:  # only test can be missing: train_offsets marks the layout
+        return [np.zeros(0, np.int64) for _ in range(n_clients)]
+    if f"{split}_indices" not in group:
+        raise UserError(f"partition file {path}: {group.name} has {split}_offsets but no {split}_indices")
+    indices = index_array(group, f"{split}_indices", path)
+    offsets = index_array(group, f"{split}_offsets", path)
+    if (len(offsets) != n_clients + 1 or (len(offsets) and (offsets[0] != 0 or offsets[-1] != len(indices)))
+            or np.any(np.diff(offsets) < 0)):
+        raise UserError(f"partition file {path}: {group.name}/{split}_offsets has {len(offsets)} values; expected "
+                        f"n_clients + 1 = {n_clients + 1} non-decreasing offsets from 0 to the {len(indices)} "
+                        f"indices of {split}_indices")
+    return np.split(indices, offsets[1:-1])
 
 
 def index_array(group: h5py.Group, key: str, path: str | os.PathLike) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from fednlp.data.datafile import DataFile
 from fednlp.data_partition import methods
-from fednlp.data_partition.labels import PartitionLabels, cluster_labels, field_values, task_labels
+from fednlp.data_partition.labels import LABEL_FIELDS, PartitionLabels, cluster_labels, field_values, task_labels
 from fednlp.data_partition.params import PartitionParams
 from fednlp.data_partition.partition_file import (
     check_replaceable,
@@ -52,7 +52,7 @@ class PartitionResult:
     dropped_train: np.ndarray | None = None  # positions left out on purpose (natural's --min-examples)
 
 
-@register_method("uniform")
+@register_method("uniform", reads=())
 def uniform(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
     """IID: random equal-sized clients."""
     return PartitionResult(
@@ -61,7 +61,7 @@ def uniform(job: PartitionJob, params: PartitionParams, rng: np.random.Generator
     )
 
 
-@register_method("niid_quantity", ("beta",), {"beta": "beta"})
+@register_method("niid_quantity", ("beta",), {"beta": "beta"}, reads=())
 def niid_quantity(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
     """Quantity skew: client sizes ~ Dir(beta), at least one example each; labels not skewed."""
     proportions = methods.quantity_proportions(params.n_clients, params.beta, rng)
@@ -73,7 +73,7 @@ def niid_quantity(job: PartitionJob, params: PartitionParams, rng: np.random.Gen
     )
 
 
-@register_method("niid_label", ("alpha",), {"alpha": "alpha"})
+@register_method("niid_label", ("alpha",), {"alpha": "alpha"}, reads=LABEL_FIELDS)
 def niid_label(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
     """Label skew: equal client sizes, client label mixes ~ Dir(alpha * p)."""
     labels = task_labels(job.data, job.data_path, params.method)
@@ -94,7 +94,7 @@ def niid_cluster(job: PartitionJob, params: PartitionParams, rng: np.random.Gene
 
 
 @register_method("natural", ("field", "min_examples"), {"field": "field", "min_examples": "min_examples"},
-                 defaults={"field": "source", "min_examples": None})
+                 defaults={"field": "source", "min_examples": None}, reads=lambda params: (params.field,))
 def natural(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
     """One client per value of a per-example field (SubjQA domain, SQuAD article title, a user).
 
@@ -127,7 +127,7 @@ def natural(job: PartitionJob, params: PartitionParams, rng: np.random.Generator
     )
 
 
-@register_method("pathological", ("labels_per_client",), {"labels_per_client": "labels"})
+@register_method("pathological", ("labels_per_client",), {"labels_per_client": "labels"}, reads=LABEL_FIELDS)
 def pathological(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
     """Each client holds examples of only L labels (McMahan et al. 2017's shards, label-exact)."""
     labels = task_labels(job.data, job.data_path, params.method)
@@ -170,8 +170,7 @@ def _clusters(job: PartitionJob, params: PartitionParams) -> tuple[np.ndarray, d
     A kmeans_clusters=<K> group with other settings (another seed, data file or encoder, or FedNLP's own,
     which records none) is never replaced without --overwrite: refused here, before the costly encoding.
     """
-    from fednlp.data_partition.embeddings import EMBEDDING, kmeans_assignment, sentence_embeddings
-    from fednlp.files import file_sha256
+    from fednlp.data_partition.embeddings import EMBEDDING, file_sha256, kmeans_assignment, sentence_embeddings
 
     name = kmeans_group_name(params.clusters)
     settings = {"n_clusters": params.clusters, "seed": params.seed, "data_sha256": file_sha256(job.data_path),

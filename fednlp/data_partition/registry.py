@@ -18,6 +18,8 @@ class PartitionMethod:
 
     `parameters` are the PartitionParams fields it needs (a missing one is an error unless it has a
     default); `in_name` maps those shown in the group name to their key there (FedNLP's names).
+    `reads`: the data-file fields it reads, given the parameters (None: all of them): a partition by labels
+    never reads the texts, which are most of a data file.
     """
 
     name: str
@@ -26,6 +28,10 @@ class PartitionMethod:
     in_name: Mapping[str, str] = field(default_factory=dict)
     defaults: Mapping[str, Any] = field(default_factory=dict)
     help: str = ""
+    reads: Callable[["PartitionParams"], tuple[str, ...]] | None = None
+
+    def fields_read(self, params: "PartitionParams") -> tuple[str, ...] | None:
+        return None if self.reads is None else tuple(self.reads(params))
 
     def __call__(self, job: "PartitionJob", params: "PartitionParams", rng: "np.random.Generator") -> "PartitionResult":
         return self.run(job, params, rng)
@@ -39,15 +45,21 @@ def register_method(
     parameters: tuple[str, ...] = (),
     in_name: Mapping[str, str] | None = None,
     defaults: Mapping[str, Any] | None = None,
+    reads: tuple[str, ...] | Callable[["PartitionParams"], tuple[str, ...]] | None = None,
 ) -> Callable[[Callable], Callable]:
-    """Decorator: register a partitioner under `name`; duplicates are refused."""
+    """Decorator: register a partitioner under `name`; duplicates are refused. `reads`: the fields it reads
+    (a tuple, or a function of the parameters); None reads every field."""
+    if isinstance(reads, tuple):
+        fields = reads
+        reads = lambda params: fields  # noqa: E731
 
     def decorate(run: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"partition method {name!r} is already registered")
         doc = (run.__doc__ or "").strip().splitlines()
         help_line = doc[0] if doc else ""
-        METHODS[name] = PartitionMethod(name, run, parameters, dict(in_name or {}), dict(defaults or {}), help_line)
+        METHODS[name] = PartitionMethod(name, run, parameters, dict(in_name or {}), dict(defaults or {}), help_line,
+                                        reads)
         return run
 
     return decorate
