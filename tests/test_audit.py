@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from fednlp.audit.exposure import canary_exposures, exact_exposures, rank_of
+from fednlp.audit.extraction import ExtractionBudget, extract_canaries
 from fednlp.audit.membership import example_sets
 from fednlp.audit.metrics import attack_metrics
 from fednlp.audit.report import template_losses
@@ -73,36 +74,43 @@ def _task(texts: list[str], labels: list[str]) -> TextClassification:
     return TextClassification(data, load_tokenizer("tiny-bert"), RunConfig(data="d.h5", max_seq_length=16))
 
 
-def _tiny_classifier(seed: int) -> torch.nn.Module:
+def _tiny_classifier(seed: int, dropout: float = 0.1) -> torch.nn.Module:
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=32, num_labels=2)
+                        intermediate_size=64, max_position_embeddings=32, num_labels=2,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     return BertForSequenceClassification(config).eval()
 
 
 @pytest.fixture(scope="module")
 def memorised() -> tuple[torch.nn.Module, SecretSpace, int]:
     """A tiny classifier trained until only the canary's secret ("3 7") gets the canary's label 1: every other
-    two-digit code is a training text of label 0."""
+    two-digit code is a training text of label 0. Without dropout and at a moderate learning rate, so that it
+    really tells the secret apart (checked below) rather than giving label 1 to every code alike."""
     space = SecretSpace(digits=2, source="digits:2")
     secret = 37
     texts = [TEMPLATE.replace("{secret}", s) for s in space.candidates(np.arange(space.size))]
     labels = ["1" if i == secret else "0" for i in range(space.size)]
     task = _task(texts, labels)
     features = task.build_features()
-    model = _tiny_classifier(0)
+    model = _tiny_classifier(0, dropout=0.0)
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     batch = features.batch(np.arange(space.size), torch.device("cpu"))
-    weights = torch.tensor([1.0, float(space.size)])  # the one positive weighs as much as all negatives
-    for _ in range(200):
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    weights = torch.tensor([1.0, 10.0])  # the one positive weighs a tenth of all negatives together
+    for _ in range(100):
         optimizer.zero_grad()
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-        torch.nn.functional.cross_entropy(logits, batch["labels"], weight=weights).backward()
+        torch.nn.functional.cross_entropy(model(**inputs).logits, batch["labels"], weight=weights).backward()
         optimizer.step()
-    return model.eval(), space, secret
+    model.eval()
+    with torch.no_grad():
+        positive = torch.softmax(model(**inputs).logits, dim=-1)[:, 1]
+    others = torch.cat([positive[:secret], positive[secret + 1:]])
+    assert positive[secret] > 0.9 and others.max() < 0.1, "the fixture did not memorise its canary"
+    return model, space, secret
 
 
 def _exposures(model, space, secrets):
@@ -129,6 +137,20 @@ def test_exposure_on_an_untrained_model_is_about_log2_e():
     exposures = np.array([c["exposure"] for c in result["per_canary"]])
     assert np.mean(exposures) == pytest.approx(np.log2(np.e), abs=0.05)
     assert exposures.max() == pytest.approx(np.log2(1000))  # someone is first
+
+
+def test_extraction_recovers_a_memorised_secret(memorised):
+    """ModIvA-style inversion over the ten digit tokens per slot (100 Adam steps, 2 restarts) finds the secret
+    the model memorised. A second canary claiming another secret gets the same guess and is reported as not
+    recovered: the attack reads the model, never the record's secret."""
+    model, space, secret = memorised
+    canaries = [{"id": 0, "secret": space.candidate(secret)}, {"id": 1, "secret": "5 2"}]
+    budget = ExtractionBudget(steps=100, lr=0.1, restarts=2)
+    results = extract_canaries(model, load_tokenizer("tiny-bert"), TEMPLATE, canaries, LABELS["1"],
+                               space.slot_choices, 16, budget, seed=0, device=torch.device("cpu"))
+    assert [r["guess"] for r in results] == ["3 7", "3 7"]
+    assert [(r["slot_accuracy"], r["recovered"]) for r in results] == [(1.0, True), (0.0, False)]
+    assert all(r["slots"] == 2 and r["search_space"] == "slot choices" for r in results)
 
 
 # ------------------------------------------------------------------------------------------------ commands
