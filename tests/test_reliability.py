@@ -78,7 +78,8 @@ def test_killed_and_resumed_run_ends_where_the_uninterrupted_run_ends(bbc, tmp_p
     torch.testing.assert_close(w2, w1, rtol=0, atol=1e-6)
     assert m2 == pytest.approx(m1, abs=1e-6)
     lines = [json.loads(line) for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
-    assert [line["round"] for line in lines] == [2, 4, 6]
+    assert [line["round"] for line in lines] == [1, 2, 3, 4, 5, 6]  # a line per round: its training loss
+    assert [line["round"] for line in lines if "accuracy" in line] == [2, 4, 6]  # and the evaluations
 
 
 def test_corrupt_checkpoint_is_skipped_for_the_previous_one(bbc, tmp_path) -> None:
@@ -313,3 +314,15 @@ def test_supervise_does_not_restart_a_run_that_failed_for_its_own_reason(bbc, tm
     assert done.returncode == code, done.stderr[-3000:]
     assert f"the job ended with exit code {code} ({why}): the run's own fault, not restarted" in done.stderr
     assert "restart 1" not in done.stderr and not (out / "restarts.jsonl").exists()
+
+
+def test_resume_with_fewer_rounds_than_done_is_one_line(bbc, tmp_path) -> None:
+    out = tmp_path / "run"
+    assert _run(_train_args(bbc, out, rounds=2)).returncode == 0
+    done = _run(["--resume", str(out), "--rounds", "1"])
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"fednlp: error: --rounds 1: the run in {out} has already completed 2 rounds; give --rounds 2 or more to "
+        "continue it"]
+    again = _run(["--resume", str(out), "--rounds", "2"])  # nothing left to train: the recorded result again
+    assert again.returncode == 0, again.stderr[-2000:]

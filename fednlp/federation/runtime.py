@@ -69,6 +69,9 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
     session = open_session(config, comm, default_run_name(config), resume=resume)
     federation = Federation(session, algorithm, clients, sampler, held_out)
     start_round, history = federation.restore() if resume else (0, [])
+    if start_round > config.rounds:
+        raise UserError(f"--rounds {config.rounds}: the run in {session.run_dir} has already completed {start_round} "
+                        f"rounds; give --rounds {start_round} or more to continue it")
     with stop_on_signals() as stop:
         history = federation.run(start_round, history, stop)
     result = base_result(session)

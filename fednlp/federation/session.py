@@ -197,7 +197,11 @@ def evaluation_share(seconds: dict[str, float], wall_time_s: float) -> dict[str,
 
 def final_line(result: dict[str, Any]) -> str:
     """The line `fednlp train` and `fednlp centralized` print at the end."""
-    line = f"{result['metric']}={result['value']:.4f} (best {result['best_value']:.4f}) in {result['wall_time_s']:.1f}s"
+    if result["value"] is None:  # e.g. a resumed run with no round left to train or evaluate
+        line = f"no evaluation in this run, in {result['wall_time_s']:.1f}s"
+    else:
+        line = (f"{result['metric']}={result['value']:.4f} (best {result['best_value']:.4f}) "
+                f"in {result['wall_time_s']:.1f}s")
     return line + f", evaluation {100 * result.get('evaluation_share', 0.0):.0f}% of it"
 
 
