@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from fednlp.registry import Registry
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -37,7 +39,7 @@ class PartitionMethod:
         return self.run(job, params, rng)
 
 
-METHODS: dict[str, PartitionMethod] = {}
+METHODS: Registry[PartitionMethod] = Registry("partition method", "--method")
 
 
 def register_method(
@@ -54,12 +56,10 @@ def register_method(
         reads = lambda params: fields  # noqa: E731
 
     def decorate(run: Callable) -> Callable:
-        if name in METHODS:
-            raise ValueError(f"partition method {name!r} is already registered")
         doc = (run.__doc__ or "").strip().splitlines()
         help_line = doc[0] if doc else ""
-        METHODS[name] = PartitionMethod(name, run, parameters, dict(in_name or {}), dict(defaults or {}), help_line,
-                                        reads)
+        METHODS.add(name, PartitionMethod(name, run, parameters, dict(in_name or {}), dict(defaults or {}), help_line,
+                                          reads))
         return run
 
     return decorate
