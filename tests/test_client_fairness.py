@@ -106,3 +106,19 @@ def test_qfedavg_trains_end_to_end(bbc, tmp_path: Path) -> None:
     result = json.loads((tmp_path / "q" / "result.json").read_text())
     assert result["algorithm"] == "qfedavg" and result["config"]["q"] == 1.0 and result["clients"]["n"] == 3
     assert np.isfinite(result["history"][-1]["train_loss"])
+
+
+def test_clients_to_evaluate_by_hand() -> None:
+    from fednlp.errors import UserError
+    from fednlp.federation.clients import ClientData, clients_to_evaluate
+
+    clients = ClientData(train=[np.arange(3)] * 4, test=[np.array([10, 11]), np.array([], dtype=np.int64),
+                                                         np.array([12]), np.array([13, 14])])
+    assert sorted(clients_to_evaluate("all", clients, 0)) == [0, 2, 3]  # client 1 has no test data
+    assert sorted(clients_to_evaluate("ids:3,0", clients, 0)) == [0, 3]
+    two = clients_to_evaluate("2", clients, 7)
+    assert len(two) == 2 and two.keys() <= {0, 2, 3} and two == clients_to_evaluate("2", clients, 7)
+    with pytest.raises(UserError, match="^--eval-clients: client 1 has no test data in the partition$"):
+        clients_to_evaluate("ids:1", clients, 0)
+    with pytest.raises(UserError, match="--eval-clients 4 exceeds the 3 clients with test data"):
+        clients_to_evaluate("4", clients, 0)
