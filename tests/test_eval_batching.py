@@ -118,3 +118,17 @@ def test_final_eval_full_uses_every_test_example_and_the_run_beams(head_files: d
     assert cheap["value"] == plain["value"] and cheap["metrics"] == plain["metrics"]  # same model, same final setting
     assert 0 < cheap["evaluation_share"] < 1 and cheap["evaluation_s"] > 0
     assert "eval" not in cheap["metrics"]
+
+
+def test_the_bar_shows_on_rank_0_of_a_terminal_unless_quiet(monkeypatch) -> None:
+    import sys
+    from types import SimpleNamespace
+
+    from fednlp.federation.evaluation import show_progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert show_progress(SimpleNamespace(rank=0), quiet=False)
+    assert not show_progress(SimpleNamespace(rank=0), quiet=True)
+    assert not show_progress(SimpleNamespace(rank=1), quiet=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)  # a log file: no carriage returns in it
+    assert not show_progress(SimpleNamespace(rank=0), quiet=False)
