@@ -320,6 +320,23 @@ def test_fairness_privacy_and_audit_columns_when_runs_have_them(tmp_path):
     assert all(plain[c] == "" for c in ("clients_worst10_mean", "dp_epsilon", "mia_auc", "flip_rate"))
 
 
+def test_audit_and_dp_blocks_as_fednlp_writes_them(tmp_path):
+    """result.json's audit block as `fednlp audit` writes it (a string, nested details, a null extraction rate
+    for a model that cannot be inverted) and a client-level dp block: the numbers become columns, the rest is
+    ignored, and a null is no number (here no run has one, so no column)."""
+    audit = {"mia_attack": "calibrated loss (the model's loss minus the reference's)", "mia_auc": 0.61,
+             "mia_tpr_at_1pct_fpr": 0.04, "mia_tpr_at_0.1pct_fpr": 0.0, "mia_balanced_accuracy": 0.58,
+             "canary_max_exposure": 9.97, "canary_extraction_rate": None,
+             "details": {"reference": "the run's initial model (seed 0)", "canaries": {"candidates": 1000}}}
+    dp = {"level": "client", "noise_multiplier": 0.5, "delta": 0.25, "epsilon": 41.5, "epsilon_rdp": 44.0,
+          "notes": [], "calibrated_to_epsilon": None}
+    make_run(tmp_path, "audited", 0.6, algorithm="dp", dp=dp, audit=audit)
+    (record,) = csv.DictReader(io.StringIO(render(leaderboard_rows(load_runs(tmp_path)), "csv")))
+    assert float(record["dp_epsilon"]) == 41.5 and float(record["mia_auc"]) == 0.61
+    assert float(record["mia_tpr_at_1pct_fpr"]) == 0.04 and float(record["canary_max_exposure"]) == 9.97
+    assert "canary_extraction_rate" not in record
+
+
 def test_optional_columns_are_absent_when_no_run_has_them(runs_dir):
     header = render(leaderboard_rows(load_runs(runs_dir)), "csv").splitlines()[0]
     assert header == ",".join(COLUMNS)
