@@ -27,7 +27,7 @@ from fednlp.errors import UserError
 from fednlp.federation.client_updates import ClientUpdate
 from fednlp.federation.clients import read_clients
 from fednlp.federation.communicator import LocalCommunicator
-from fednlp.federation.round_plan import make_context, plan_round
+from fednlp.federation.round_plan import make_context
 from fednlp.federation.runtime import Federation
 from fednlp.federation.session import open_session
 from fednlp.privacy.accounting import Accountant, Sampling, calibrate_noise
@@ -56,6 +56,18 @@ def test_poisson_epsilons_match_dp_accounting(q, z, steps) -> None:
     assert ours.epsilon_pld(steps, delta) == pytest.approx(direct_pld, rel=2e-3)
     assert ours.epsilon_pld(steps, delta) >= direct_pld * (1 - 1e-4)
     assert ours.epsilon(steps, delta) == ours.epsilon_pld(steps, delta)
+
+
+def test_the_per_round_series_is_the_same_bits_however_it_is_reached() -> None:
+    """A run's per-round PLD is composed one round at a time; a resumed run replays the rounds it skipped."""
+    delta, sampling = 1e-5, Sampling("poisson", 0.1)
+    straight = Accountant(1.0, sampling, incremental=True)
+    values = [straight.epsilon_pld(t, delta) for t in range(1, 31)]
+    resumed = Accountant(1.0, sampling, incremental=True)
+    assert [resumed.epsilon_pld(t, delta) for t in (12, 30, 5)] == [values[11], values[29], values[4]]
+    event = dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(0.1, dp_event.GaussianDpEvent(1.0)), 30)
+    assert values[29] == pytest.approx(pld.PLDAccountant().compose(event).get_epsilon(delta), rel=2e-3)
+    assert values == sorted(values)
 
 
 def test_fixed_size_sampling_is_rdp_with_replace_one_at_half_the_noise() -> None:
@@ -374,3 +386,23 @@ def test_the_largest_feasible_rounds_named_is_feasible(bbc) -> None:
     cfg.rounds = feasible + 1
     with pytest.raises(UserError):
         privatize(FedAvg(cfg), cfg, sampler, sizes, None, None)
+
+
+def test_sparse_embedding_updates_stay_on_for_client_dp_and_go_off_for_dp_sgd() -> None:
+    """Client-level clipping is exact on the sparse path (ClientUpdate.norm covers the touched rows); DP-SGD
+    noises every row, so its client optimizer must switch the sparse path off."""
+    from transformers import AutoModelForSequenceClassification
+
+    from fednlp.federation.client_updates import sparse_embedding
+    from fednlp.federation.flat import FlatParameters
+    from fednlp.privacy.sample_dp import with_sample_dp
+    from fednlp.privacy.settings import SampleDPSettings
+    from fednlp.tasks.models import build_auto_model
+
+    model = build_auto_model(AutoModelForSequenceClassification, "tiny-bert", num_labels=2)
+    flat = FlatParameters(model)
+    config = TrainConfig(data="d", partition="p", method="m", optimizer="sgd")
+    client = _mechanism(_settings())
+    sample = with_sample_dp(FedAvg, SampleDPSettings(1.0, 1.0, 8, 1, None, 1e-5))(config)
+    assert sparse_embedding(model, flat, config, client) is not None
+    assert sparse_embedding(model, flat, config, sample) is None

@@ -35,7 +35,7 @@ RDP_ORDERS = tuple([1.75, 2.25, 2.5, 3.5, 4.5] + list(range(2, 65)) + [80, 96, 1
 # makes one composition 10x cheaper than the default 1e-4 (per-round epsilons stay cheap).
 PLD_INTERVAL = 1e-3
 MAX_NOISE_MULTIPLIER = 1e4
-MIN_NOISE_MULTIPLIER = 1e-2  # calibration's lower end (0 divides by zero in the fixed-size RDP)
+MIN_NOISE_MULTIPLIER = 1e-2  # calibration's lower end for the fixed-size RDP (0 divides by zero there)
 
 logging.getLogger("absl").setLevel(logging.ERROR)  # dp-accounting's per-order convergence warnings
 
@@ -72,13 +72,20 @@ def rdp_accountant(sampling: Sampling) -> rdp_privacy_accountant.RdpAccountant:
 
 
 class Accountant:
-    """epsilon(steps, delta) of one mechanism repeated: the single step's RDP curve and PLD are built once,
-    so a per-round epsilon costs a conversion (RDP) and one self-composition (PLD)."""
+    """epsilon(steps, delta) of one mechanism repeated: the single step's RDP curve and PLD are built once.
 
-    def __init__(self, noise_multiplier: float, sampling: Sampling):
+    `incremental` (a run's per-round epsilons): the PLD of t steps is always built as ((p o p) o p) ... one
+    composition at a time from the first step, so round t costs one composition (~10x cheaper than a
+    self-composition) and its value is the same bits however it was reached (a resumed run replays the
+    compositions of the rounds it skipped). Otherwise each query self-composes (best for large jumps).
+    """
+
+    def __init__(self, noise_multiplier: float, sampling: Sampling, incremental: bool = False):
         self.noise_multiplier = noise_multiplier
         self.sampling = sampling
         self.has_pld = sampling.kind == "poisson"
+        self.incremental = incremental
+        self._composed, self._count = None, 0
 
     @functools.cached_property
     def _rdp_step(self):
@@ -111,22 +118,21 @@ class Accountant:
         trivial = self._trivial(steps)
         if trivial is not None:
             return trivial
-        return float(self._pld_step.self_compose(steps).get_epsilon_for_delta(delta))
+        return float(self._pld_of(steps).get_epsilon_for_delta(delta))
+
+    def _pld_of(self, steps: int):
+        if not self.incremental:
+            return self._pld_step.self_compose(steps)
+        if steps < self._count or self._composed is None:
+            self._composed, self._count = self._pld_step, 1
+        while self._count < steps:
+            self._composed, self._count = self._composed.compose(self._pld_step), self._count + 1
+        return self._composed
 
     def epsilon(self, steps: int, delta: float) -> float:
         """The headline: PLD (tighter) where it exists, else RDP."""
         pld = self.epsilon_pld(steps, delta)
         return pld if pld is not None else self.epsilon_rdp(steps, delta)
-
-    def max_steps(self, epsilon: float, delta: float, limit: int) -> int:
-        """The most steps (at most `limit`) whose epsilon stays within the budget."""
-        if self.epsilon(1, delta) > epsilon:
-            return 0
-        low, high = 1, limit
-        while low < high:  # epsilon grows with steps
-            mid = (low + high + 1) // 2
-            low, high = (mid, high) if self.epsilon(mid, delta) <= epsilon else (low, mid - 1)
-        return low
 
 
 def calibrate_noise(epsilon: float, delta: float, steps: int, sampling: Sampling,
@@ -141,9 +147,17 @@ def calibrate_noise(epsilon: float, delta: float, steps: int, sampling: Sampling
     def event(z: float) -> dp_event.DpEvent:
         return dp_event.SelfComposedDpEvent(step_event(z, sampling), steps)
 
+    # PLD settles Z = 0 at once (no privacy); a tiny positive Z would build a huge PLD. The fixed-size RDP
+    # divides by Z, so it starts just above 0.
+    low = 0.0 if sampling.kind == "poisson" else MIN_NOISE_MULTIPLIER
     reachable = fresh().compose(event(max_noise)).get_epsilon(delta)
     if reachable > epsilon:
         raise UserError(f"--dp-epsilon {epsilon} cannot be met at delta {delta:g} over {steps} steps{what} with "
                         f"{sampling.describe()}: even noise multiplier {max_noise:g} gives epsilon {reachable:.4g}")
-    return float(mechanism_calibration.calibrate_dp_mechanism(
-        fresh, event, epsilon, delta, mechanism_calibration.ExplicitBracketInterval(MIN_NOISE_MULTIPLIER, max_noise), tol=1e-4))
+    z = float(mechanism_calibration.calibrate_dp_mechanism(
+        fresh, event, epsilon, delta, mechanism_calibration.ExplicitBracketInterval(low, max_noise),
+        tol=1e-4))
+    # The run reports epsilon with Accountant (its own PLD construction): never let that exceed the budget.
+    while Accountant(z, sampling).epsilon(steps, delta) > epsilon and z < max_noise:
+        z *= 1 + 1e-4
+    return z

@@ -43,7 +43,7 @@ class ClientDP:
     def __init__(self, config: Any):
         super().__init__(config)  # type: ignore[call-arg]
         self.clip = self.dp.clip if self.dp.clip is not None else self.dp.clip_init
-        self.accountant = Accountant(self.dp.noise_multiplier, self.dp.sampling)
+        self.accountant = Accountant(self.dp.noise_multiplier, self.dp.sampling, incremental=True)
         self._record: dict[str, Any] = {}
 
     def process_client_update(self, update: ClientUpdate, ctx: RoundContext) -> None:

@@ -75,7 +75,7 @@ def client_settings(config: Any, sampler: Any, pool: np.ndarray) -> tuple[Client
                      f"sampled at the same rate q={k / n:.6g}, not this simulation's {n}")
     clip = parse_clip(config.dp_clip)
     count_stddev = 0.0
-    z = noise_multiplier(config, Accountant, sampling, delta, config.rounds, " of client-level DP")
+    z = noise_multiplier(config, Accountant, sampling, delta, " of client-level DP")
     if clip is None and z > 0:
         count_stddev = COUNT_STDDEV_PER_CLIENT * noise_cohort
         if z >= 2 * count_stddev:
@@ -91,8 +91,8 @@ def client_settings(config: Any, sampler: Any, pool: np.ndarray) -> tuple[Client
     return settings, notes
 
 
-def noise_multiplier(config: Any, make: Callable, sampling: Sampling, delta: float, steps_per_round: int,
-                     what: str, rounds_to_steps: Callable[[int], int] = lambda r: r) -> float:
+def noise_multiplier(config: Any, make: Callable, sampling: Sampling, delta: float, what: str,
+                     rounds_to_steps: Callable[[int], int] = lambda r: r) -> float:
     """--dp-noise-multiplier as given (the rounds checked against --dp-epsilon), or calibrated to --dp-epsilon."""
     epsilon, steps = config.dp_epsilon, rounds_to_steps(config.rounds)
     if config.dp_noise_multiplier is None:
@@ -102,15 +102,13 @@ def noise_multiplier(config: Any, make: Callable, sampling: Sampling, delta: flo
         accountant = make(z, sampling)
         spent = accountant.epsilon(steps, delta)
         if spent > epsilon:
-            feasible = 0
             low, high = 0, config.rounds
             while low < high:  # the most rounds within the budget
                 mid = (low + high + 1) // 2
                 low, high = (mid, high) if accountant.epsilon(rounds_to_steps(mid), delta) <= epsilon else (low, mid - 1)
-            feasible = low
             raise UserError(f"--rounds {config.rounds} exceeds the --dp-epsilon {epsilon} budget at delta {delta:g} "
                             f"with noise multiplier {z}: epsilon would be {spent:.4g}; the largest feasible "
-                            f"--rounds is {feasible}")
+                            f"--rounds is {low}")
     return z
 
 
@@ -130,7 +128,7 @@ def calibrate_sample(config: Any, settings: SampleDPSettings, ledger: SampleLedg
         return settings
     rate, steps = ledger.worst_case()
     sampling = Sampling("poisson", rate)
-    z = noise_multiplier(config, Accountant, sampling, settings.delta, steps, " of sample-level DP-SGD",
+    z = noise_multiplier(config, Accountant, sampling, settings.delta, " of sample-level DP-SGD",
                          rounds_to_steps=lambda r: r * steps)
     if config.dp_noise_multiplier is None:
         notes.append(f"noise multiplier calibrated to --dp-epsilon {config.dp_epsilon} for the worst client "
@@ -158,7 +156,7 @@ class PrivacyPlan:
 
     def _client(self, algorithm: ClientDP, rounds: int) -> dict[str, Any]:
         s: ClientDPSettings = self.settings
-        accountant = Accountant(s.noise_multiplier, s.sampling)
+        accountant = algorithm.accountant  # the run's per-round series: the last round's line equals this
         rdp, pld = accountant.epsilon_rdp(rounds, s.delta), accountant.epsilon_pld(rounds, s.delta)
         out: dict[str, Any] = {
             "mechanism": "DP-FedAvg (McMahan et al. 2018): per-client L2 clipping, Gaussian noise on the sum, "
@@ -221,6 +219,8 @@ class PrivacyPlan:
 
     def write(self, session: Any, algorithm: Any, config: Any) -> dict[str, Any]:
         """The record for result.json["dp"]; rank 0 also writes dp_clients.csv (sample level) atomically."""
+        if session.comm.rank != 0:  # only rank 0 writes result.json (and holds the per-round series)
+            return {"level": self.level}
         record = self.record(algorithm, config.rounds, config)
         table = self.per_client_csv()
         if table is not None and session.writer is not None:

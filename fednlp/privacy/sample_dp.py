@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,6 +47,8 @@ class SampleDP:
         """Called by the local trainer before it asks for the optimizer: Opacus's forward/backward hooks on
         the model's trainable layers (it keeps being called directly; hooks are idle in eval and no_grad)."""
         self._grad_sample_module = GradSampleModule(model, batch_first=True, loss_reduction="mean")
+        # Opacus's hook on the first layer fires without input gradients (token ids): expected, not a problem.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
         if "position_ids" in inspect.signature(model.forward).parameters:
             model.register_forward_pre_hook(_per_example_position_ids, with_kwargs=True)
 
