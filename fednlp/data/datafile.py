@@ -39,6 +39,7 @@ import h5py
 import numpy as np
 
 from fednlp.errors import UserError
+from fednlp.files import atomic_output
 
 TASK_TYPES = ("text_classification", "sequence_tagging", "span_extraction", "seq2seq")
 
@@ -132,12 +133,9 @@ def label_vocab_of(labels: list[str] | list[list[str]]) -> dict[str, int]:
 
 def write_data_file(data: DataFile, path: str | os.PathLike) -> None:
     """Write atomically: a temporary file beside the target, renamed when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     list_fields = LIST_FIELDS[data.task_type]
     str_dtype = h5py.string_dtype("utf-8")
-    try:
+    with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("attributes", data=json.dumps(data.full_attributes()), dtype=str_dtype)
             for name, values in data.fields.items():
@@ -149,10 +147,6 @@ def write_data_file(data: DataFile, path: str | os.PathLike) -> None:
                     f.create_dataset(name, data=np.asarray(values, dtype=np.float64))  # numbers, e.g. order
                 else:
                     f.create_dataset(name, data=np.array(values, dtype=object), dtype=str_dtype)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def open_h5(path: str | os.PathLike, what: str = "data file") -> h5py.File:

@@ -18,7 +18,7 @@ import numpy as np
 from fednlp.data.datafile import open_h5, read_data_file
 from fednlp.data_partition import partitioners as _partitioners  # noqa: F401  (registers the methods)
 from fednlp.data_partition.params import PartitionParams
-from fednlp.data_partition.embeddings import file_sha256
+from fednlp.files import file_sha256
 from fednlp.data_partition.partition_file import check_replaceable, partition_content, write_groups
 from fednlp.data_partition.partitioners import PartitionJob
 from fednlp.data_partition.registry import METHODS, PartitionMethod, register_method

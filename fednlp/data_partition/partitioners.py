@@ -170,7 +170,8 @@ def _clusters(job: PartitionJob, params: PartitionParams) -> tuple[np.ndarray, d
     A kmeans_clusters=<K> group with other settings (another seed, data file or encoder, or FedNLP's own,
     which records none) is never replaced without --overwrite: refused here, before the costly encoding.
     """
-    from fednlp.data_partition.embeddings import EMBEDDING, file_sha256, kmeans_assignment, sentence_embeddings
+    from fednlp.data_partition.embeddings import EMBEDDING, kmeans_assignment, sentence_embeddings
+    from fednlp.files import file_sha256
 
     name = kmeans_group_name(params.clusters)
     settings = {"n_clusters": params.clusters, "seed": params.seed, "data_sha256": file_sha256(job.data_path),
