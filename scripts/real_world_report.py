@@ -71,7 +71,7 @@ def client_split(run: dict, metric: str) -> dict[str, dict[str, float]]:
 def fmt(x: float | None, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
-    return f"{x:.{digits}f}" if abs(x) < 1000 else f"{x:.0f}"
+    return f"{x:.{digits}f}" if abs(x) < 10 else f"{x:.0f}"
 
 
 def mean_spread(values: list[float]) -> str:
@@ -99,15 +99,23 @@ def main() -> int:
         any_run = next(iter(next(iter(conditions.values())).values()))
         metric = any_run["result"]["metric"]
         print(f"\n### {task}: {metric} ({'higher' if any_run['result']['greater_is_better'] else 'lower'} is better)\n")
-        print(f"Final {metric} on the evaluation subset (mean ± half the range over seeds), each seed, and wall time.\n")
-        print(f"| condition | seeds | final {metric} | per seed | wall time (s, mean) |")
-        print("|---|---|---|---|---|")
+        print(f"Final {metric} on the run's evaluation subset ({any_run['result']['config']['eval_max_examples']} "
+              f"test posts drawn by the seed: the same for every condition of one seed), mean ± half the range "
+              f"over seeds, each seed, the difference to static uniform of the same seed, the example-weighted "
+              f"mean over the clients' own test posts (the same posts in every run) and wall time.\n")
+        print(f"| condition | seeds | final {metric} | per seed | minus static uniform, per seed "
+              f"| clients' weighted mean, per seed | wall time (s, mean) |")
+        print("|---|---|---|---|---|---|---|")
+        base = conditions.get("static-uniform", {})
         for c in order:
             seeds = sorted(conditions[c])
             values = [conditions[c][s]["result"]["value"] for s in seeds]
             walls = [conditions[c][s]["result"]["wall_time_s"] for s in seeds]
+            deltas = [fmt(conditions[c][s]["result"]["value"] - base[s]["result"]["value"]) if s in base else "-"
+                      for s in seeds]
+            weighted = [fmt(conditions[c][s]["result"].get("clients", {}).get("weighted_mean")) for s in seeds]
             print(f"| {label(c)} | {len(seeds)} | {mean_spread(values)} | {', '.join(fmt(v) for v in values)} "
-                  f"| {np.mean(walls):.0f} |")
+                  f"| {', '.join(deltas)} | {', '.join(weighted)} | {np.mean(walls):.0f} |")
         # The metric at each evaluation (period ends), mean over seeds; continual runs' future_* beside it.
         rounds = sorted({r["round"] for c in order for s in conditions[c].values() for r in s["records"]
                          if metric in r})
