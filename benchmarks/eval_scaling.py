@@ -23,7 +23,7 @@ def child(data: str, examples: int) -> None:
     """One rank: evaluate three times, report the best on rank 0."""
     from fednlp.config import RunConfig
     from fednlp.federation.communicator import make_communicator
-    from fednlp.federation.session import open_session
+    from fednlp.run.session import open_session
 
     comm = make_communicator()
     config = RunConfig(data=data, model="tiny-bert", max_seq_length=128, eval_batch_size=64,

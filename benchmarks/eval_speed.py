@@ -7,7 +7,7 @@ Per head (AESLC seq2seq, SQuAD v1.1 QA, CoNLL-2003 tagging, 20 Newsgroups classi
 process each (peak memory is the process's): tiny-bert with seeded random weights, the same test examples
 (a seeded subset of --max-examples, 0 = all), batch size --batch-size, fp32 on the CPU, and:
 
-- evaluation: `fednlp.federation.evaluation.evaluate` as a run calls it (length-bucketed batches, the task's
+- evaluation: `fednlp.run.evaluation.evaluate` as a run calls it (length-bucketed batches, the task's
   predictions, the gather, the metric);
 - floor: the bare loop over the same batches in the same order: `model(**inputs)` (no labels), or for
   seq2seq `model.generate` with the run's generation settings (beams, max new tokens, no sampling). Nothing
@@ -60,8 +60,8 @@ def measure_head(head: str, max_examples: int, batch_size: int, seed: int, repea
     from fednlp.config import RunConfig
     from fednlp.data.datafile import read_data_file
     from fednlp.federation.communicator import LocalCommunicator
-    from fednlp.federation.evaluation import evaluate
-    from fednlp.federation.session import evaluation_examples
+    from fednlp.run.evaluation import evaluate
+    from fednlp.run.session import evaluation_examples
     from fednlp.tasks.models import load_tokenizer
     from fednlp.tasks.registry import resolve_task
 

@@ -74,9 +74,9 @@ def export_inputs(unit: Unit, data: Path, part: Path) -> Path:
     from fednlp.data.datafile import read_data_file
     from fednlp.tasks.feature_cache import load_or_build_features
     from fednlp.federation.clients import read_clients
-    from fednlp.federation.cohort import round_rng
-    from fednlp.federation.local_training import batch_plan
-    from fednlp.federation.session import evaluation_examples
+    from fednlp.run.random_streams import round_rng
+    from fednlp.run.local_training import batch_plan
+    from fednlp.run.session import evaluation_examples
     from fednlp.tasks.models import load_tokenizer
     from fednlp.tasks.registry import resolve_task
 

@@ -11,10 +11,10 @@ import torch
 
 from fednlp.config import CentralizedConfig
 from fednlp.errors import RunDiverged, UserError
-from fednlp.federation.cohort import Stream, run_rng
+from fednlp.run.random_streams import Stream, run_rng
 from fednlp.federation.communicator import LocalCommunicator, make_communicator
-from fednlp.federation.local_training import LocalTrainer, batch_plan
-from fednlp.federation.session import base_result, finish, open_session, path_stem
+from fednlp.run.local_training import LocalTrainer, batch_plan
+from fednlp.run.session import base_result, finish, open_session, path_stem
 
 
 def default_run_name(config: CentralizedConfig) -> str:

@@ -168,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         base = {**read_yaml_config(saved, TrainConfig, extra), "out": args.resume}
     result = train_federated(load_config(TrainConfig, args, base, extra), resume=bool(args.resume))
     if result.get("world_size", 1) == 1 or _rank() == 0:
-        from fednlp.federation.session import final_line
+        from fednlp.run.session import final_line
 
         print(final_line(result))
 
@@ -176,7 +176,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_centralized(args: argparse.Namespace) -> None:
     from fednlp.centralized import train_centralized
     from fednlp.config import CentralizedConfig, load_config
-    from fednlp.federation.session import final_line
+    from fednlp.run.session import final_line
 
     result = train_centralized(load_config(CentralizedConfig, args))
     print(final_line(result))

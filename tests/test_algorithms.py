@@ -169,7 +169,7 @@ def test_fedprox_mu_zero_round_equals_fedavg_exactly(bbc, tmp_path: Path) -> Non
     from fednlp.federation.clients import read_clients
     from fednlp.federation.communicator import LocalCommunicator
     from fednlp.federation.runtime import Federation
-    from fednlp.federation.session import open_session
+    from fednlp.run.session import open_session
 
     data, part = bbc
     config = TrainConfig(data=str(data), partition=str(part), method=METHOD, model="tiny-bert", rounds=1,

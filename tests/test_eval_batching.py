@@ -16,7 +16,7 @@ from fednlp.config import RunConfig
 from fednlp.data.datafile import DataFile, read_data_file, write_data_file
 from fednlp.tasks.feature_cache import load_or_build_features
 from fednlp.federation.communicator import LocalCommunicator
-from fednlp.federation.evaluation import evaluate, predict_rows
+from fednlp.run.evaluation import evaluate, predict_rows
 from fednlp.tasks.models import load_tokenizer
 from fednlp.tasks.registry import resolve_task
 
@@ -124,7 +124,7 @@ def test_the_bar_shows_on_rank_0_of_a_terminal_unless_quiet(monkeypatch) -> None
     import sys
     from types import SimpleNamespace
 
-    from fednlp.federation.evaluation import show_progress
+    from fednlp.run.evaluation import show_progress
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert show_progress(SimpleNamespace(rank=0), quiet=False)

@@ -16,10 +16,10 @@ from fednlp.federation.clients import read_clients
 from fednlp.algorithms.samplers import UniformSampler
 from fednlp.federation.cohort import assign_to_ranks
 from fednlp.federation.communicator import LocalCommunicator
-from fednlp.federation.local_training import batch_plan
+from fednlp.run.local_training import batch_plan
 from fednlp.federation.runtime import Federation
-from fednlp.federation.cohort import round_rng
-from fednlp.federation.session import open_session
+from fednlp.run.random_streams import round_rng
+from fednlp.run.session import open_session
 from fednlp.algorithms.fedavg import FedAvg
 from mpi_helpers import run_script
 METHOD = "niid_label_clients=12_alpha=1.0"  # the partition of the `bbc` fixture (conftest.py)
@@ -139,7 +139,8 @@ def test_train_writes_the_run_files(bbc, tmp_path: Path) -> None:
         ({"--algorithm": "fedadam"}, "--algorithm fedadam needs --server-lr"),
         ({"--algorithm": "fedprox"}, "--algorithm fedprox needs --mu"),
         ({"--algorithm": "fedopt", "--server-lr": "1", "--server-optimizer": "lbfgs"}, "--server-optimizer 'lbfgs'"),
-        ({"--beta2": "1.0"}, "--beta2 must be in [0, 1)"),
+        ({"--algorithm": "fedadam", "--server-lr": "0.1", "--beta2": "1.0"}, "--beta2 must be in [0, 1)"),
+        ({"--beta2": "0.5"}, "--beta2 is not an option of --algorithm fedavg"),  # the adaptive servers' option
         ({"--lr": "-1"}, "--lr must be positive"),
         ({"--max-seq-length": "2"}, "special tokens"),
     ],

@@ -29,7 +29,7 @@ from fednlp.federation.clients import read_clients
 from fednlp.federation.communicator import LocalCommunicator
 from fednlp.federation.round_plan import make_context
 from fednlp.federation.runtime import Federation
-from fednlp.federation.session import open_session
+from fednlp.run.session import open_session
 from fednlp.privacy.accounting import Accountant, Sampling, calibrate_noise
 from fednlp.privacy.client_dp import CONTRIBUTED, UNCLIPPED, with_client_dp
 from fednlp.privacy.plan import privatize

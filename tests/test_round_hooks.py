@@ -74,7 +74,7 @@ def test_saved_model_reloads_with_the_runs_final_metric_and_trains_on(bbc, tmp_p
     another run (here a centralized fine-tuning), whose own saved model differs from it."""
     from fednlp.centralized import train_centralized
     from fednlp.config import CentralizedConfig
-    from fednlp.federation.session import open_session
+    from fednlp.run.session import open_session
 
     result = train_federated(_small(bbc, tmp_path / "fed", optimizer="sgd", lr=0.1), LocalCommunicator())
     model_dir = Path(result["model_dir"])

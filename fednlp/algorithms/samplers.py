@@ -16,7 +16,7 @@ import numpy as np
 
 from fednlp.registry import Registry
 from fednlp.errors import UserError
-from fednlp.federation.cohort import Stream, round_rng
+from fednlp.run.random_streams import Stream, round_rng
 
 
 class Sampler:

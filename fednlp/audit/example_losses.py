@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from fednlp.errors import UserError
-from fednlp.federation.evaluation import predict_rows, shard_examples
+from fednlp.run.evaluation import predict_rows, shard_examples
 from fednlp.tasks.base import Features, Task
 
 

@@ -22,7 +22,7 @@ from fednlp.data.datafile import DataFile, read_data_file
 from fednlp.files import file_sha256
 from fednlp.tasks.feature_cache import load_or_build_features
 from fednlp.errors import UserError
-from fednlp.federation.device import pick_device
+from fednlp.run.device import pick_device
 from fednlp.tasks.base import Features, Task
 from fednlp.tasks.models import load_tokenizer
 from fednlp.tasks.registry import resolve_task

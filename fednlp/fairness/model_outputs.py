@@ -19,8 +19,8 @@ import yaml
 from fednlp.config import RunConfig
 from fednlp.data.datafile import DataFile
 from fednlp.errors import UserError
-from fednlp.federation.device import pick_device
-from fednlp.federation.evaluation import predict_rows
+from fednlp.run.device import pick_device
+from fednlp.run.evaluation import predict_rows
 from fednlp.tasks.classification import TextClassification
 
 

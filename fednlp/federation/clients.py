@@ -37,7 +37,7 @@ def clients_to_evaluate(spec: str | None, clients: ClientData, seed: int) -> dic
     """--eval-clients: 'all' (every client with test examples), N (a seeded sample of N of them, the same at
     every evaluation) or 'ids:3,17' -> client -> its test example indices."""
     from fednlp.errors import UserError
-    from fednlp.federation.cohort import Stream, run_rng
+    from fednlp.run.random_streams import Stream, run_rng
 
     if not spec:
         return {}

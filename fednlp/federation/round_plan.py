@@ -16,7 +16,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from fednlp.federation.cohort import Stream, assign_to_ranks, round_generator, round_rng, run_rng
+from fednlp.federation.cohort import assign_to_ranks
+from fednlp.run.random_streams import Stream, round_generator, round_rng, run_rng
 
 
 @dataclass(frozen=True)

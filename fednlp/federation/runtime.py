@@ -40,9 +40,9 @@ from fednlp.federation.clients import clients_to_evaluate, read_clients
 from fednlp.federation.communicator import make_communicator
 from fednlp.federation.continual import ContinualSchedule, order_field
 from fednlp.federation.flat import FlatParameters
-from fednlp.federation.local_training import LocalTrainer, batch_plan
+from fednlp.run.local_training import LocalTrainer, batch_plan
 from fednlp.federation.round_plan import RoundPlan, client_rng, holdout_clients, plan_round
-from fednlp.federation.session import Session, base_result, finish, open_session, path_stem
+from fednlp.run.session import Session, base_result, finish, open_session, path_stem
 from fednlp.privacy.plan import privatize
 
 

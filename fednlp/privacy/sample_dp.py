@@ -20,7 +20,7 @@ import torch
 from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 
-from fednlp.federation.cohort import Stream, round_generator
+from fednlp.run.random_streams import Stream, round_generator
 from fednlp.privacy.client_dp import finite_or_none
 from fednlp.privacy.settings import SampleDPSettings
 

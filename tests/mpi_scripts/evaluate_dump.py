@@ -8,7 +8,7 @@ import torch
 
 from fednlp.config import RunConfig
 from fednlp.federation.communicator import make_communicator
-from fednlp.federation.session import open_session
+from fednlp.run.session import open_session
 
 config = RunConfig(**json.loads(sys.argv[1]))
 comm = make_communicator()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fednlp.federation.device import autocast
+from fednlp.run.device import autocast
 from fednlp.tasks.base import Features, Task
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fednlp.config import RunConfig
-from fednlp.federation.device import autocast
+from fednlp.run.device import autocast
 from fednlp.tasks.base import Features, Task
 
 

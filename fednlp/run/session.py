@@ -20,11 +20,11 @@ from fednlp.data.datafile import DataFile, read_data_file
 from fednlp.files import file_sha256
 from fednlp.tasks.feature_cache import load_or_build_features
 from fednlp.errors import UserError
-from fednlp.federation.cohort import Stream, run_rng
-from fednlp.federation.device import pick_device
-from fednlp.federation.evaluation import (evaluate, evaluate_clients, evaluation_setting, eval_num_beams,
+from fednlp.run.random_streams import Stream, run_rng
+from fednlp.run.device import pick_device
+from fednlp.run.evaluation import (evaluate, evaluate_clients, evaluation_setting, eval_num_beams,
                                          generation_beams, show_progress)
-from fednlp.federation.local_training import PhaseTimer
+from fednlp.run.local_training import PhaseTimer
 from fednlp.locks import lock_run_dir, release_run_dir
 from fednlp.results.run_files import RunWriter
 from fednlp.tasks.base import Features, Task
