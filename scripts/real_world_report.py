@@ -68,16 +68,19 @@ def client_split(run: dict, metric: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def fmt(x: float | None, digits: int = 3) -> str:
+def fmt(x: float | None, scale: float | None = None) -> str:
+    """3 decimals for fractions, whole numbers for perplexities; `scale` (a value of the same quantity, for a
+    difference or a spread) picks which."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
-    return f"{x:.{digits}f}" if abs(x) < 10 else f"{x:.0f}"
+    return f"{x:.3f}" if abs(x if scale is None else scale) < 10 else f"{x:.0f}"
 
 
 def mean_spread(values: list[float]) -> str:
     if len(values) == 1:
         return fmt(values[0])
-    return f"{fmt(float(np.mean(values)))} ± {fmt((max(values) - min(values)) / 2)}"
+    mean = float(np.mean(values))
+    return f"{fmt(mean)} ± {fmt((max(values) - min(values)) / 2, mean)}"
 
 
 def main() -> int:
@@ -111,7 +114,8 @@ def main() -> int:
             seeds = sorted(conditions[c])
             values = [conditions[c][s]["result"]["value"] for s in seeds]
             walls = [conditions[c][s]["result"]["wall_time_s"] for s in seeds]
-            deltas = [fmt(conditions[c][s]["result"]["value"] - base[s]["result"]["value"]) if s in base else "-"
+            deltas = [fmt(conditions[c][s]["result"]["value"] - base[s]["result"]["value"], base[s]["result"]["value"])
+                      if s in base else "-"
                       for s in seeds]
             weighted = [fmt(conditions[c][s]["result"].get("clients", {}).get("weighted_mean")) for s in seeds]
             print(f"| {label(c)} | {len(seeds)} | {mean_spread(values)} | {', '.join(fmt(v) for v in values)} "
@@ -123,7 +127,7 @@ def main() -> int:
               f"period's test posts, future_{metric}).\n")
         print("| condition | " + " | ".join(f"round {r}" for r in rounds) + " |")
         print("|---|" + "---|" * len(rounds))
-        curves[task] = (metric, {})
+        curves[task] = (metric, {}, any_run["result"]["greater_is_better"])
         for c in order:
             cells, line = [], []
             for r in rounds:
@@ -170,11 +174,13 @@ def plot(curves: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
-    for ax, (task, (metric, lines)) in zip(axes[0], sorted(curves.items())):
+    for ax, (task, (metric, lines, greater_is_better)) in zip(axes[0], sorted(curves.items())):
         for c, (rounds, values) in lines.items():
             ax.plot(rounds, values, marker="o", linestyle="--" if c.startswith("cont") else "-", label=label(c))
         ax.set_title(f"20 Newsgroups authors: {task}")
         ax.set_xlabel("round")
+        if not greater_is_better:  # perplexity falls by orders of magnitude from a random start
+            ax.set_yscale("log")
         ax.set_ylabel(f"{metric} (mean over seeds)")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
