@@ -126,3 +126,27 @@ def test_training_loss_in_every_record_and_tensorboard(bbc, tmp_path: Path) -> N
     assert {"train_loss", "accuracy"} <= set(events.Tags()["scalars"])
     losses = [e.value for e in events.Scalars("train_loss")]
     assert losses == pytest.approx([h["train_loss"] for h in result["history"]])
+
+
+def test_round_plan_is_pure_and_the_same_on_every_rank() -> None:
+    """plan_round (used by the runtime, tests and benchmarks): the same plan for the same (seed, round) on every
+    rank, each active client on exactly one rank, held-out clients never drawn, and a rank-identical generator."""
+    from fednlp.algorithms.samplers import UniformSampler
+    from fednlp.federation.round_plan import holdout_clients, plan_round
+
+    sizes = np.array([5, 0, 7, 3, 9, 4, 6, 2, 8, 1])
+    held = holdout_clients(3, len(sizes), 0.2)
+    eligible = np.setdiff1d(np.arange(len(sizes)), held)
+    plans = [plan_round(UniformSampler(), 3, 4, sizes, 4, world_size=3, rank=r, eligible=eligible) for r in range(3)]
+    first = plans[0]
+    for plan in plans[1:]:
+        assert np.array_equal(plan.cohort, first.cohort) and np.array_equal(plan.weights, first.weights)
+        assert plan.shares == first.shares and plan.active == first.active
+    assert sorted(c for share in first.shares for c in share) == sorted(first.cohort.tolist())
+    assert not set(first.cohort.tolist()) & set(held.tolist()) and len(held) == 2
+    assert first.active == {c for c in first.cohort.tolist() if sizes[c] > 0}
+    assert first.context.expected_cohort_size == 4 and first.context.n_clients == len(eligible)
+    draws = [torch.randn(5, generator=plan.context.generator) for plan in plans]
+    assert all(torch.equal(d, draws[0]) for d in draws)
+    other = plan_round(UniformSampler(), 3, 5, sizes, 4, eligible=eligible)
+    assert not torch.equal(torch.randn(5, generator=other.context.generator), draws[0])
