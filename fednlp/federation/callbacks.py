@@ -37,10 +37,12 @@ class Callback:
 
 
 class Progress(Callback):
-    """A bar over rounds, with the training loss; a line per evaluation (like HF's Trainer)."""
+    """A bar over rounds, with the training loss, drawn only on a terminal (tqdm's disable=None); a line per
+    evaluation (like HF's Trainer), also in logs."""
 
     def __init__(self, start_round: int, total_rounds: int, enabled: bool):
-        self.bar = tqdm(total=total_rounds, initial=start_round, desc="rounds", unit="round", disable=not enabled)
+        self.bar = tqdm(total=total_rounds, initial=start_round, desc="rounds", unit="round",
+                        disable=None if enabled else True)
 
     def on_round_end(self, event: RoundEnd) -> None:
         loss = event.record.get("train_loss")
