@@ -25,10 +25,10 @@ class Faulty(FedAvg):
         if os.environ["FAULT"] == "kill" and RANK == FAULTY_RANK and Faulty.steps == 2:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def server_step(self, global_flat, mean_update, round_idx):
-        if os.environ["FAULT"] == "raise" and RANK == FAULTY_RANK and round_idx == 1:
+    def server_step(self, global_flat, mean_update, ctx):
+        if os.environ["FAULT"] == "raise" and RANK == FAULTY_RANK and ctx.round_idx == 1:
             raise RuntimeError("injected plugin bug in round 2")
-        super().server_step(global_flat, mean_update, round_idx)
+        super().server_step(global_flat, mean_update, ctx)
 
 
 sys.exit(main(sys.argv[1:]))
