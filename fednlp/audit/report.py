@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fednlp.audit.canaries import canary_record, canary_texts
-from fednlp.audit.example_losses import example_losses
+from fednlp.run.example_losses import example_losses
 from fednlp.audit.exposure import by_repeats, canary_exposures, check_enumerable
 from fednlp.audit.extraction import ExtractionBudget, extract_canaries
 from fednlp.audit.membership import client_example_sample, example_level, example_sets, user_level

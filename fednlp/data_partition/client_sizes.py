@@ -73,7 +73,6 @@ def save_figure(fig: Any, plot_path: str | os.PathLike) -> None:
     import matplotlib.pyplot as plt
 
     plot_path = Path(plot_path)
-    plot_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_output(plot_path, suffix=plot_path.suffix) as tmp:  # matplotlib picks the format by suffix
             fig.savefig(tmp, dpi=120)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Any
-from pathlib import Path
 
 import numpy as np
 
 from fednlp.data.datafile import DataFile, read_data_file
-from fednlp.data_partition.client_sizes import dropped_line, plot_client_sizes, size_decades, top_decile_share
+from fednlp.data_partition.client_sizes import (dropped_line, plot_client_sizes, save_figure, size_decades,
+                                               top_decile_share)
 from fednlp.data_partition.labels import PartitionLabels, cluster_labels, has_labels, task_labels
 from fednlp.data_partition.partition_file import (
     check_fits_data,
@@ -27,7 +27,6 @@ from fednlp.data_partition.partition_file import (
     read_partition,
 )
 from fednlp.errors import UserError
-from fednlp.files import atomic_output
 
 @dataclass(frozen=True)
 class PartitionStats:
@@ -142,13 +141,7 @@ def plot_heat_maps(stats: list[PartitionStats], plot_path: str | os.PathLike, da
         if s.labels.n_labels <= 30:
             ax.set_xticks(range(s.labels.n_labels), s.labels.names, rotation=90, fontsize=6)
     fig.colorbar(image, ax=axes[0].tolist(), label="share of the client's train examples")
-    plot_path = Path(plot_path)
-    plot_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_output(plot_path, suffix=plot_path.suffix) as tmp:  # matplotlib picks the format by suffix
-            fig.savefig(tmp, dpi=120)
-    finally:
-        plt.close(fig)
+    save_figure(fig, plot_path)
 
 
 def _spread(sizes: np.ndarray) -> str:

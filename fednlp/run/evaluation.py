@@ -98,7 +98,7 @@ def evaluate_clients(model: torch.nn.Module, task: Task, features: Features, cli
 
 
 def _example_losses(model, task, features, examples, comm, batch_size, device, precision) -> np.ndarray | None:
-    from fednlp.audit.example_losses import example_losses
+    from fednlp.run.example_losses import example_losses  # it builds on this module's batching: imported late
 
     if type(task).example_losses is Task.example_losses:
         return None
