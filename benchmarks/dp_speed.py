@@ -10,8 +10,9 @@ per-round epsilon on rank 0).
 
 sample: one local step of batch 16 at length 128 (WU-A: tiny-bert; WU-C: MiniLM), measured side by side on
 the same random batches, each mode in its own process (peak memory is the process's): non-private SGD,
-Opacus DP-SGD as fednlp runs it (GradSampleModule hooks + DPOptimizer: per-example clip, sum, noise), and
-the textbook naive loop (one forward/backward per example, clip, sum, noise). Reports s/step, examples/s,
+fednlp's DP-SGD client (fednlp/privacy/sample_dp.py) in both --dp-grad-sample modes, `hooks` (Opacus's
+per-example gradients + DPOptimizer) and `ghost` (Opacus's ghost clipping: per-example norms only, two
+backward passes), and the textbook naive loop (one forward/backward per example, clip, sum, noise). Reports s/step, examples/s,
 the ratio to non-private and peak memory. Every row is appended to benchmarks/results.jsonl.
 """
 
@@ -48,11 +49,12 @@ def client_level(units: list[str]) -> list[dict]:
 def step_worker(model_name: str, mode: str, device: str, steps: int, batch: int, length: int) -> dict:
     """One mode's step time, in this process (run by `sample_level` as a subprocess)."""
     import torch
-    from opacus import GradSampleModule
-    from opacus.optimizers import DPOptimizer
     from transformers import AutoModelForSequenceClassification
 
-    from fednlp.privacy.sample_dp import _per_example_position_ids
+    from fednlp.algorithms.fedavg import FedAvg
+    from fednlp.config import TrainConfig
+    from fednlp.privacy.sample_dp import with_sample_dp
+    from fednlp.privacy.settings import SampleDPSettings
     from fednlp.tasks.models import build_auto_model
 
     torch.manual_seed(0)
@@ -61,10 +63,13 @@ def step_worker(model_name: str, mode: str, device: str, steps: int, batch: int,
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=0.01)
     clip, noise = 1.0, 1.0
-    if mode == "opacus":
-        GradSampleModule(model, batch_first=True, loss_reduction="mean")
-        model.register_forward_pre_hook(_per_example_position_ids, with_kwargs=True)
-        optimizer = DPOptimizer(optimizer, noise_multiplier=noise, max_grad_norm=clip, expected_batch_size=batch)
+    private = None
+    if mode in ("hooks", "ghost"):  # fednlp's own DP-SGD client, as `fednlp train --dp sample` builds it
+        config = TrainConfig(data="d", partition="p", method="m", optimizer="sgd", lr=0.01)
+        settings = SampleDPSettings(clip, noise, batch, 1, None, 1e-5, grad_sample_mode=mode)
+        private = with_sample_dp(FedAvg, settings)(config)
+        private.attach_model(model)
+        optimizer = private.make_client_optimizer(params)
     generator = torch.Generator().manual_seed(1)
     vocab = model.config.vocab_size
     batches = [(torch.randint(1000, vocab, (batch, length), generator=generator),
@@ -73,6 +78,12 @@ def step_worker(model_name: str, mode: str, device: str, steps: int, batch: int,
     def step(ids, labels):
         ids, labels = ids.to(device), labels.to(device)
         mask = torch.ones_like(ids)
+        if mode == "ghost":
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            private.backward(torch.nn.functional.cross_entropy(logits, labels, reduction="none"))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return
         if mode != "naive":
             model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
             optimizer.step()
@@ -111,7 +122,7 @@ def sample_level(models: list[str], device: str, steps: int, batch: int, length:
     rows = []
     for model in models:
         found = {}
-        for mode in ("plain", "opacus", "naive"):
+        for mode in ("plain", "hooks", "ghost", "naive"):
             n = max(1, steps // 4) if mode == "naive" else steps
             done = subprocess.run([sys.executable, "-m", "benchmarks.dp_speed", "_worker", model, mode, device,
                                    str(n), str(batch), str(length)], capture_output=True, text=True, check=True,

@@ -146,6 +146,9 @@ class TrainConfig(RunConfig):
     dp_clip_lr: float = _opt("--dp-clip adaptive: the geometric learning rate of the clip norm", default=0.2)
     dp_noise_cohort_size: int | None = _opt("client level: noise as if this many clients took part per round "
                                             "(the accounting then assumes that deployment's population)")
+    dp_grad_sample: str = _opt("--dp sample: per-example clipping by Opacus's per-example gradients (hooks) or by "
+                               "ghost clipping (ghost: per-example norms without the gradients, two backward "
+                               "passes; docs/privacy.md)", default="hooks")
     dp_accept_sampler_bound: bool = _opt("allow --dp with a sampler that has no exact accounting, bounded with its "
                                          "largest inclusion probability as a Poisson rate", default=False)
 

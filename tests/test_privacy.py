@@ -262,6 +262,20 @@ def test_sample_level_per_client_epsilons_match_dp_accounting(bbc, tmp_path: Pat
     assert lines[-1]["dp_epsilon_rdp_max"] == pytest.approx(dp["epsilon_rdp"])
 
 
+def test_ghost_clipping_gives_the_weights_of_per_example_gradients(bbc, tmp_path: Path) -> None:
+    """--dp-grad-sample ghost computes each example's norm without its gradient, then backpropagates the
+    clip-weighted losses: the same clipped sums and the same noise draws as the hooks mode, so the same run."""
+    weights = {}
+    for mode in ("hooks", "ghost"):
+        out = tmp_path / mode
+        done = _run(_args(bbc, out, rounds=2, **{"dp": "sample", "dp-clip": "0.5", "dp-noise-multiplier": "0.7",
+                                                "clients-per-round": 3, "dp-grad-sample": mode}))
+        assert done.returncode == 0, done.stderr[-2000:]
+        result, _, weights[mode] = _final(out)
+        assert result["dp"]["per_example_clipping"] == mode
+    torch.testing.assert_close(weights["ghost"], weights["hooks"], rtol=0, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------ runs: ranks, resume, refusals
 
 
@@ -358,6 +372,7 @@ def test_a_killed_run_resumes_with_the_same_accounting_and_weights(bbc, tmp_path
         ({"dp-clip": "1", "dp-noise-multiplier": "1", "dp-epsilon": "2", "rounds": "50", "sampler": "poisson"},
          "the largest feasible --rounds is "),
         ({"dp-clip": "inf", "dp-noise-multiplier": "1"}, "--dp-clip inf (no clipping) is only allowed with"),
+        ({"dp-clip": "1", "dp-noise-multiplier": "1", "dp-grad-sample": "fast"}, "--dp-grad-sample must be one of"),
     ],
 )
 def test_bad_dp_input_is_one_line_exit_2_before_training(bbc, tmp_path: Path, capsys, flags, message) -> None:
@@ -386,6 +401,21 @@ def test_the_largest_feasible_rounds_named_is_feasible(bbc) -> None:
     cfg.rounds = feasible + 1
     with pytest.raises(UserError):
         privatize(FedAvg(cfg), cfg, sampler, sizes, None, None)
+
+
+def test_dp_sgd_under_continual_is_refused_and_client_dp_is_not(bbc) -> None:
+    """A continual client's holding (so DP-SGD's rate B / n_k) changes every period, which the per-client ledger
+    does not account; client-level sampling does not depend on holdings."""
+    data, part = bbc
+    cfg = TrainConfig(data=str(data), partition=str(part), method=METHOD, rounds=4, clients_per_round=4,
+                      sampler="poisson", dp="sample", dp_clip="1", dp_noise_multiplier=1.0, local_steps=1,
+                      continual=True, periods=2, rounds_per_period=2)
+    cfg.validate()
+    sizes = np.full(12, 20)
+    with pytest.raises(UserError, match="--dp sample with --continual true"):
+        privatize(FedAvg(cfg), cfg, PoissonSampler(), sizes, None, lambda r: set())
+    cfg.dp = "client"
+    privatize(FedAvg(cfg), cfg, PoissonSampler(), sizes, None, lambda r: set())  # accepted
 
 
 def test_sparse_embedding_updates_stay_on_for_client_dp_and_go_off_for_dp_sgd() -> None:

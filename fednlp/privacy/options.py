@@ -30,6 +30,10 @@ def parse_clip(text: str | None) -> float | None:
     return clip
 
 
+#: --dp-grad-sample: Opacus's per-example gradients (hooks) or its ghost clipping (norms only).
+GRAD_SAMPLE_MODES = ("hooks", "ghost")
+
+
 def check_dp_config(config: Any) -> None:
     if config.dp not in LEVELS:
         raise UserError(f"--dp must be one of {', '.join(LEVELS)}, got {config.dp!r}")
@@ -62,6 +66,8 @@ def check_dp_config(config: Any) -> None:
             raise UserError("--dp-noise-cohort-size is for --dp client only")
         if config.dp_noise_cohort_size <= 0:
             raise UserError(f"--dp-noise-cohort-size must be positive, got {config.dp_noise_cohort_size}")
+    if config.dp_grad_sample not in GRAD_SAMPLE_MODES:
+        raise UserError(f"--dp-grad-sample must be one of {', '.join(GRAD_SAMPLE_MODES)}, got {config.dp_grad_sample!r}")
     if config.dp == "sample":
         if config.precision != "fp32":
             raise UserError(f"--dp sample needs --precision fp32 (per-example gradients), got {config.precision}")

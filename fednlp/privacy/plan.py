@@ -36,6 +36,11 @@ def privatize(algorithm: Any, config: Any, sampler: Any, client_sizes: np.ndarra
         settings, notes = client_settings(config, sampler, pool)
         cls = with_client_dp(type(algorithm), settings)
         return cls(config), PrivacyPlan("client", settings, notes, None)
+    if config.continual:
+        # Under --continual a client's holding, so each example's sampling rate B / n_k and its steps per round,
+        # change every period; the ledger accounts one rate per client over the whole run and would understate it.
+        raise UserError("--dp sample with --continual true: per-period sampling rates are not accounted; use --dp "
+                        "client (a client's participation does not depend on what it holds) or a static run")
     if type(algorithm).adjust_gradients is not Algorithm.adjust_gradients:
         raise UserError(f"--dp sample: algorithm {config.algorithm} changes local gradients (adjust_gradients), "
                         f"which DP-SGD's noisy step would overwrite; use --dp client or another algorithm")
@@ -117,7 +122,8 @@ def sample_settings(config: Any, pool: np.ndarray) -> SampleDPSettings:
     delta = config.dp_delta if config.dp_delta is not None else 1.0 / max(1, int(pool.sum()))
     return SampleDPSettings(clip=clip, noise_multiplier=config.dp_noise_multiplier or 0.0,
                             batch_size=config.batch_size, local_steps=config.local_steps,
-                            local_epochs=config.local_epochs, delta=delta)
+                            local_epochs=config.local_epochs, delta=delta,
+                            grad_sample_mode=config.dp_grad_sample)
 
 
 def calibrate_sample(config: Any, settings: SampleDPSettings, ledger: SampleLedger,
@@ -194,7 +200,7 @@ class PrivacyPlan:
         return {
             "mechanism": "DP-SGD (Abadi et al. 2016) in every client: per-example clipping and Gaussian noise each "
                          "local step, per-example gradients by Opacus (GradSampleModule hooks)",
-            "clip": s.clip, "sampling": "poisson",
+            "clip": s.clip, "per_example_clipping": s.grad_sample_mode, "sampling": "poisson",
             "sampling_description": "Poisson batches in each client at rate q_k = min(1, batch_size / n_k)",
             "q": float(ledger.rates[worst]) if worst is not None else None,
             "q_max": float(ledger.rates[trained].max()) if len(trained) else None,

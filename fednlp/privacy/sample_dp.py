@@ -4,7 +4,15 @@ example's gradient to C, sums, adds N(0, (Z C)^2) and divides by the expected ba
 gradients and the clip/noise step are Opacus's (GradSampleModule hooks, DPOptimizer).
 
 Composed over any server algorithm by `with_sample_dp`; the server side is unchanged (a client's update is
-a post-processing of its DP-SGD steps). Overriding the client optimizer switches the sparse embedding path
+a post-processing of its DP-SGD steps).
+
+Two ways to clip each example (--dp-grad-sample): `hooks` materialises every per-example gradient (Opacus's
+GradSampleModule); `ghost` (Opacus's ghost clipping, Li et al. 2022 / Bu et al. 2023) computes only each
+example's gradient norm from the layer's activations and output gradients, then backpropagates the
+per-example losses weighted by their clip factors, so the clipped sum arrives in `.grad` without any
+per-example gradient. Same clipped sum, same noise draws. Ghost mode clips the task's per-example loss
+(`Task.example_losses`: a row's own mean over its tokens), hooks mode the batch loss's share of each row
+(for token-level heads a row weighs by its token count); for classification the two are the same objective. Overriding the client optimizer switches the sparse embedding path
 off (fednlp/federation/client_updates.py), as it must: noise touches every row.
 """
 
@@ -18,7 +26,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from opacus import GradSampleModule
-from opacus.optimizers import DPOptimizer
+from opacus.grad_sample import GradSampleModuleFastGradientClipping
+from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
+from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
 from fednlp.run.random_streams import Stream, round_generator
 from fednlp.privacy.client_dp import finite_or_none
@@ -33,6 +43,15 @@ class PoissonDPOptimizer(DPOptimizer):
             p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
         self.step()
 
+
+class PoissonGhostDPOptimizer(DPOptimizerFastGradientClipping):
+    """The same for ghost clipping, whose optimizer reads the clipped sum from `.grad`."""
+
+    def step_without_examples(self) -> None:
+        for p in self.params:
+            p.grad = torch.zeros_like(p)
+        self.step()
+
 class SampleDP:
     """Mixed in before an Algorithm class by `with_sample_dp`."""
 
@@ -40,13 +59,22 @@ class SampleDP:
 
     def __init__(self, config: Any):
         super().__init__(config)  # type: ignore[call-arg]
-        self._grad_sample_module: GradSampleModule | None = None
-        self.optimizer: PoissonDPOptimizer | None = None
+        self._grad_sample_module: GradSampleModule | GradSampleModuleFastGradientClipping | None = None
+        self.optimizer: PoissonDPOptimizer | PoissonGhostDPOptimizer | None = None
+
+    @property
+    def per_example_loss(self) -> bool:
+        """Whether the local trainer must hand `backward` the batch's per-example losses (ghost clipping)."""
+        return self.dp.grad_sample_mode == "ghost"
 
     def attach_model(self, model: torch.nn.Module) -> None:
         """Called by the local trainer before it asks for the optimizer: Opacus's forward/backward hooks on
         the model's trainable layers (it keeps being called directly; hooks are idle in eval and no_grad)."""
-        self._grad_sample_module = GradSampleModule(model, batch_first=True, loss_reduction="mean")
+        if self.per_example_loss:
+            self._grad_sample_module = GradSampleModuleFastGradientClipping(
+                model, batch_first=True, loss_reduction="mean", max_grad_norm=self.dp.clip, use_ghost_clipping=True)
+        else:
+            self._grad_sample_module = GradSampleModule(model, batch_first=True, loss_reduction="mean")
         # Opacus's hook on the first layer fires without input gradients (token ids): expected, not a problem.
         warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
         if "position_ids" in inspect.signature(model.forward).parameters:
@@ -58,10 +86,15 @@ class SampleDP:
             config = self.config  # type: ignore[attr-defined]
             kind = torch.optim.SGD if config.optimizer == "sgd" else torch.optim.AdamW
             inner = kind(params, lr=config.lr, weight_decay=config.weight_decay)
-        self.optimizer = PoissonDPOptimizer(inner, noise_multiplier=self.dp.noise_multiplier,
-                                            max_grad_norm=self.dp.clip, expected_batch_size=self.dp.batch_size,
-                                            loss_reduction="mean")
+        kind = PoissonGhostDPOptimizer if self.per_example_loss else PoissonDPOptimizer
+        self.optimizer = kind(inner, noise_multiplier=self.dp.noise_multiplier, max_grad_norm=self.dp.clip,
+                              expected_batch_size=self.dp.batch_size, loss_reduction="mean")
         return self.optimizer
+
+    def backward(self, example_losses: torch.Tensor) -> None:
+        """Ghost clipping's two backward passes: the per-example norms, then the losses weighted by their clip
+        factors min(1, C / norm), which leaves the clipped sum in `.grad`."""
+        DPTensorFastGradientClipping(self._grad_sample_module, self.optimizer, example_losses, "mean").backward()
 
     def client_batches(self, client: int, round_idx: int, n_rows: int, rng: np.random.Generator) -> list[np.ndarray]:
         """The client's Poisson batches for this round; also sets its expected batch size and noise stream."""
@@ -86,7 +119,8 @@ def _per_example_position_ids(module: torch.nn.Module, args: tuple, kwargs: dict
     'example' at the position embedding. Explicit (batch, length) ids give it one per example (same values)."""
     ids = kwargs.get("input_ids")
     if kwargs.get("position_ids") is None and ids is not None and torch.is_grad_enabled() and module.training:
-        kwargs["position_ids"] = torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
+        # contiguous: ghost clipping's embedding norms view the ids flat
+        kwargs["position_ids"] = torch.arange(ids.shape[1], device=ids.device).repeat(ids.shape[0], 1)
     return args, kwargs
 
 

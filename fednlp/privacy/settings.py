@@ -42,3 +42,4 @@ class SampleDPSettings:
     local_steps: int | None
     local_epochs: float | None
     delta: float
+    grad_sample_mode: str = "hooks"  # or "ghost": Opacus's ghost clipping (sample_dp.py)

@@ -82,6 +82,7 @@ class LocalTrainer:
         self.model.train()
         self._loss_first = self._loss_last = None
         self._loss_sum = torch.zeros((), device=self.device)
+        per_example = getattr(self.algorithm, "per_example_loss", False)
         for positions in batches:
             if len(positions) == 0:  # an empty Poisson batch (DP-SGD): no example, but its noisy step is taken
                 self.optimizer.step_without_examples()
@@ -90,13 +91,19 @@ class LocalTrainer:
             batch = self.features.batch(rows[positions], self.device)
             start = self.timer.add("data_loading", start)
             with autocast(self.device, self.config.precision):
-                loss = self.task.loss(self.model, batch)
+                if per_example:  # DP-SGD with ghost clipping backpropagates the per-example losses itself
+                    example_losses = self.task.example_losses(self.model, batch)
+                    loss = example_losses.mean()
+                else:
+                    loss = self.task.loss(self.model, batch)
             detached = loss.detach().float()
             self._loss_sum += detached
             if self._loss_first is None:
                 self._loss_first = detached
             self._loss_last = detached
-            if self.scaler is not None:
+            if per_example:
+                self.algorithm.backward(example_losses)
+            elif self.scaler is not None:
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(self.optimizer)
             else:
