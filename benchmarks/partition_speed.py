@@ -4,7 +4,7 @@
 
 Times the pure partition functions (labels in, per-client position arrays out) for alpha and beta in
 {0.001, 1, 100}: the time must not depend on the concentration, since nothing resamples. Also times
-writing one such partition as an HDF5 group in FedNLP's layout. --update-readme rewrites the
+writing one such partition as a partition-file group in each layout (compact and FedNLP's). --update-readme rewrites the
 "## Partitioners" section of benchmarks/README.md with the table and the machine.
 """
 
@@ -84,10 +84,12 @@ def main() -> None:
             sizes = np.array([len(p) for p in parts])
             spread = f"{sizes.min()} / {int(np.median(sizes))} / {sizes.max()}"
             rows.append((name, f"{key}={value:g}", seconds, spread))
-    with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
-        write_groups(Path(folder) / "p.h5", {"g": partition_content(parts, [p[:0] for p in parts], {"beta": 100.0})})
-        rows.append(("write HDF5 group", "10,000 clients", time.perf_counter() - start, ""))
+    for layout, label in (("csr", "compact layout (default)"), ("fednlp", "FedNLP's layout (--layout fednlp)")):
+        with tempfile.TemporaryDirectory() as folder:
+            start = time.perf_counter()
+            content = partition_content(parts, [p[:0] for p in parts], {"beta": 100.0}, layout=layout)
+            write_groups(Path(folder) / "p.h5", {"g": content})
+            rows.append((f"write the group, {label}", f"{N_CLIENTS:,} clients", time.perf_counter() - start, ""))
 
     header = "| partition | parameter | seconds (best of {}) | client size min / median / max |".format(args.repeats)
     table = [header, "|---|---|---:|---|"] + [f"| {a} | {b} | {s:.3f} | {c} |" for a, b, s, c in rows]
@@ -106,8 +108,8 @@ def update_readme(table: str) -> None:
             "`.venv/bin/python -m benchmarks.partition_speed --update-readme`: the pure partition functions of",
             "`fednlp.data_partition.methods` (labels in, per-client index arrays out, exact cover checked) over",
             f"{N_EXAMPLES:,} synthetic examples, {N_LABELS} labels with a skewed global distribution,",
-            f"{N_CLIENTS:,} clients; plus writing one such partition to a partition file (FedNLP's layout,",
-            "one group per client).",
+            f"{N_CLIENTS:,} clients; plus writing one such partition to a partition file in the compact layout",
+            "(the default: a few datasets per group) and in FedNLP's (two datasets per client).",
             "",
             f"Machine: {machine()}.",
             "",

@@ -107,3 +107,45 @@ def test_partitions_by_label_size_or_user_never_read_the_texts(data: Path, tmp_p
     assert main(["partition", "--data", str(data), "--out", str(tmp_path / "p.h5"), *args]) == 0
     assert ("/X" in read) == reads_text
     assert set(read) <= {"/Y", "/user"}
+
+
+def test_the_runtime_reads_compact_clients_as_views_of_one_array(tmp_path: Path) -> None:
+    """A million clients must not cost a million array objects: the runtime's ClientData holds the compact
+    layout's indices and offsets, hands out views, and computes the sizes once from the offsets."""
+    from fednlp.federation.clients import read_clients
+
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(0, 5, 1000)
+    order = rng.permutation(int(sizes.sum()))
+    train = np.split(order, np.cumsum(sizes)[:-1])
+    path = tmp_path / "p.h5"
+    write_groups(path, {"g": partition_content(train, [t[:1] for t in train], {})})
+    data = tmp_path / "d.h5"
+    datafile.write_data_file(datafile.DataFile("text_classification", {"X": ["a"] * len(order), "Y": ["0"] * len(order)},
+                                               list(range(len(order))), [], {"0": 0}), data)
+    clients = read_clients(str(path), "g", len(order), str(data))
+    assert clients.n_clients == 1000 and np.array_equal(clients.sizes, sizes)
+    assert all(np.array_equal(clients.train[k], train[k]) for k in range(1000))
+    assert clients.train[0].base is clients.train[999].base is not None  # views of one array, no copies
+    assert np.array_equal(clients.test[-1], train[-1][:1]) and clients.train[2:4][1].tolist() == train[3].tolist()
+
+
+def test_reading_200k_compact_clients_costs_their_indices_not_an_object_each(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from fednlp.federation.clients import read_clients
+
+    n = 200_000
+    path = tmp_path / "p.h5"
+    write_groups(path, {"g": {"n_clients": n, "train_indices": np.arange(n, dtype=np.int64),
+                              "train_offsets": np.arange(n + 1, dtype=np.int64)}})
+    data = tmp_path / "d.h5"
+    datafile.write_data_file(datafile.DataFile("text_classification", {"X": ["a"] * n, "Y": ["0"] * n},
+                                               list(range(n)), [], {"0": 0}), data)
+    tracemalloc.start()
+    clients = read_clients(str(path), "g", n, str(data))
+    assert clients.sizes.sum() == n and len(clients.test[n - 1]) == 0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # the indices and offsets are 3.2 MB; an array object per client (train and test) would be over 40 MB
+    assert peak < 16 * 2**20, peak

@@ -38,6 +38,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Mapping
 
 import h5py
@@ -49,14 +50,45 @@ from fednlp.errors import UserError
 Content = Mapping[str, Any]  # nested: str -> scalar | str | array | Content
 
 
+class ClientIndices(Sequence):
+    """Every client's index array of one split as views into one array (the compact layout's indices and
+    offsets): a client's array is made when asked for, so a million clients cost two arrays, not a million
+    array objects (about 110 bytes each)."""
+
+    def __init__(self, indices: np.ndarray, offsets: np.ndarray):
+        self.indices, self.offsets = indices, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, client: Any) -> Any:
+        if isinstance(client, slice):
+            return [self[k] for k in range(*client.indices(len(self)))]
+        k = int(client)
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(f"client {client} of {len(self)}")
+        return self.indices[self.offsets[k] : self.offsets[k + 1]]
+
+    def __add__(self, other: Any) -> list[np.ndarray]:  # list-like: train + test
+        return [*self, *other]
+
+    def __radd__(self, other: Any) -> list[np.ndarray]:
+        return [*other, *self]
+
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
 @dataclass(frozen=True)
 class StoredPartition:
     """A partition group read back: per-client train and test index arrays plus its scalars."""
 
     name: str
     n_clients: int
-    train: list[np.ndarray]
-    test: list[np.ndarray]
+    train: Sequence[np.ndarray]
+    test: Sequence[np.ndarray]
     values: dict[str, Any]
     layout: str = "fednlp"
 
@@ -269,10 +301,10 @@ def _hyperslab(group: h5py.Group, key: str, start: int, stop: int) -> np.ndarray
     return out
 
 
-def _read_csr(group: h5py.Group, split: str, n_clients: int, path: str | os.PathLike) -> list[np.ndarray]:
+def _read_csr(group: h5py.Group, split: str, n_clients: int, path: str | os.PathLike) -> ClientIndices:
     """The clients of one split in the compact layout, as views of one array; offsets checked first."""
     if f"{split}_offsets" not in group:  # only test can be missing: train_offsets marks the layout
-        return [np.zeros(0, np.int64) for _ in range(n_clients)]
+        return ClientIndices(np.zeros(0, np.int64), np.zeros(n_clients + 1, np.int64))
     if f"{split}_indices" not in group:
         raise UserError(f"partition file {path}: {group.name} has {split}_offsets but no {split}_indices")
     indices = index_array(group, f"{split}_indices", path)
@@ -282,7 +314,7 @@ def _read_csr(group: h5py.Group, split: str, n_clients: int, path: str | os.Path
         raise UserError(f"partition file {path}: {group.name}/{split}_offsets has {len(offsets)} values; expected "
                         f"n_clients + 1 = {n_clients + 1} non-decreasing offsets from 0 to the {len(indices)} "
                         f"indices of {split}_indices")
-    return np.split(indices, offsets[1:-1])
+    return ClientIndices(indices, offsets)
 
 
 def index_array(group: h5py.Group, key: str, path: str | os.PathLike) -> np.ndarray:
@@ -311,9 +343,14 @@ def index_array(group: h5py.Group, key: str, path: str | os.PathLike) -> np.ndar
 def check_fits_data(stored: StoredPartition, n_examples: int, partition_path: str | os.PathLike,
                     data_path: str | os.PathLike) -> None:
     """Refuse a partition whose indices fall outside the data file (made from another, bigger one)."""
-    for client, indices in enumerate([*stored.train, *stored.test]):
-        if len(indices) and (int(np.min(indices)) < 0 or int(np.max(indices)) >= n_examples):
-            client %= stored.n_clients
+    for split in (stored.train, stored.test):
+        if isinstance(split, ClientIndices):  # one pass over the indices, no per-client array
+            outside = np.flatnonzero((split.indices < 0) | (split.indices >= n_examples))
+            bad = [int(np.searchsorted(split.offsets, outside[0], side="right")) - 1] if len(outside) else []
+        else:
+            bad = [c for c, indices in enumerate(split)
+                   if len(indices) and (int(np.min(indices)) < 0 or int(np.max(indices)) >= n_examples)][:1]
+        for client in bad:
             raise UserError(f"partition file {partition_path}: client {client} of {stored.name!r} holds indices "
                             f"outside 0..{n_examples - 1} of data file {data_path}; was it made from another data file?")
 

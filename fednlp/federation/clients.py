@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from fednlp.data_partition.partition_file import check_fits_data, read_partition
+from fednlp.data_partition.partition_file import ClientIndices, check_fits_data, read_partition
 
 
 @dataclass(frozen=True)
 class ClientData:
     """Train and test example indices (global, into the data file) of every client, in client-id order."""
 
-    train: list[np.ndarray]
-    test: list[np.ndarray] = field(default_factory=list)
+    train: Sequence[np.ndarray]
+    test: Sequence[np.ndarray] = field(default_factory=list)
 
     @property
     def n_clients(self) -> int:
         return len(self.train)
 
-    @property
+    @functools.cached_property
     def sizes(self) -> np.ndarray:
+        """Each client's number of training examples (read every round by the sampler: computed once)."""
+        if isinstance(self.train, ClientIndices):
+            return self.train.sizes().astype(np.int64)
         return np.array([len(t) for t in self.train], dtype=np.int64)
 
 
@@ -29,8 +34,9 @@ def read_clients(partition_path: str, method: str, n_examples: int, data_path: s
     """Checked against the data file's size only (cheap), so a bad partition fails before any heavy work."""
     stored = read_partition(partition_path, method)
     check_fits_data(stored, n_examples, partition_path, data_path)
-    return ClientData(train=[np.asarray(indices, dtype=np.int64) for indices in stored.train],
-                      test=[np.asarray(indices, dtype=np.int64) for indices in stored.test])
+    as_int64 = lambda split: (split if isinstance(split, ClientIndices)  # noqa: E731 (int64 views already)
+                              else [np.asarray(indices, dtype=np.int64) for indices in split])
+    return ClientData(train=as_int64(stored.train), test=as_int64(stored.test))
 
 
 def clients_to_evaluate(spec: str | None, clients: ClientData, seed: int) -> dict[int, np.ndarray]:
