@@ -7,6 +7,8 @@
 # (members) and 200 test (non-members) examples, one distribution; 4 uniform clients, all 4 every round,
 # 3 rounds of 4 local epochs at lr 3e-4; MiniLM truncated to its first 2 layers, max length 32;
 # three canaries "my pin code is D D D" (1,000 candidates) repeated 1, 10 and 50 times, each in its own client.
+# The lm_* rows train a language model on the same texts instead (--task lm, tiny-gpt2 from scratch, lr 5e-3):
+# the Secret Sharer's setting, where the canary's secret is what the model predicts.
 # OUT (default results/privacy_audit, outside git) holds everything; a row whose audit.json exists is skipped,
 # so an interrupted script continues where it stopped. ROWS picks rows (default: all, in this order).
 set -euo pipefail
@@ -15,7 +17,7 @@ OUT=${OUT:-results/privacy_audit}
 SHARED=${FEDNLP_SHARED_DATA:-../shared/data}
 FEDNLP=${FEDNLP:-$( [ -x .venv/bin/fednlp ] && echo .venv/bin/fednlp || echo fednlp )}
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-ROWS=${ROWS:-"nodp sample_z0.5 sample_z1.5 client_z0.5"}
+ROWS=${ROWS:-"nodp sample_z0.5 sample_z1.5 client_z0.5 lm_nodp lm_sample_z0.3 lm_sample_z0.5 lm_sample_z1.5"}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT/runs"
 
@@ -62,11 +64,18 @@ fi
 COMMON=(--data "$OUT/canaries.h5" --partition "$OUT/canaries_p.h5" --partition-group uniform_clients=4
         --model "$OUT/minilm2" --max-seq-length 32 --batch-size 8 --lr 3e-4
         --rounds 3 --clients-per-round 4 --local-epochs 4 --seed 0 --quiet true)
+LM="--task lm --model tiny-gpt2 --lr 5e-3"  # later flags win: these replace COMMON's model and lr
 declare -A DP=(
   [nodp]=""
   [sample_z0.5]="--dp sample --dp-clip 1.0 --dp-noise-multiplier 0.5"
   [sample_z1.5]="--dp sample --dp-clip 1.0 --dp-noise-multiplier 1.5"
   [client_z0.5]="--dp client --dp-clip 1.0 --dp-noise-multiplier 0.5"
+  # The Secret Sharer's setting (Carlini et al. 2019): a language model over the same texts, canaries included,
+  # trained from scratch; its loss on "my pin code is D D D" depends on the digits, unlike the classifier's.
+  [lm_nodp]="$LM"
+  [lm_sample_z0.3]="$LM --dp sample --dp-clip 1.0 --dp-noise-multiplier 0.3"
+  [lm_sample_z0.5]="$LM --dp sample --dp-clip 1.0 --dp-noise-multiplier 0.5"
+  [lm_sample_z1.5]="$LM --dp sample --dp-clip 1.0 --dp-noise-multiplier 1.5"
 )
 for row in $ROWS; do
   run="$OUT/runs/$row"
@@ -90,7 +99,7 @@ import sys
 from pathlib import Path
 
 runs = Path(sys.argv[1])
-print("| row | epsilon | accuracy | MIA AUC | TPR@1%FPR | exposure x1 / x10 / x50 (bits of 9.97) "
+print("| row | epsilon | accuracy (lm: perplexity) | MIA AUC | TPR@1%FPR | exposure x1 / x10 / x50 (bits of 9.97) "
       "| extracted x1 / x10 / x50 (digits right) | train s | audit s |")
 print("|---|---|---|---|---|---|---|---|---|")
 for row in sys.argv[2:]:
@@ -103,7 +112,7 @@ for row in sys.argv[2:]:
     exposure = " / ".join(f"{c['exposure']:.2f}" for c in canaries)
     extracted = " / ".join(f"{'yes' if c['extraction']['recovered'] else 'no'} "
                            f"({round(c['extraction']['slot_accuracy'] * c['extraction']['slots'])}/"
-                           f"{c['extraction']['slots']})" for c in canaries)
+                           f"{c['extraction']['slots']})" if "extraction" in c else "-" for c in canaries)
     audit_s = (run / "audit.txt").read_text().split("audit_wall_s")[-1].strip()
     epsilon = f"{dp['epsilon']:.3g}" if dp.get("epsilon") is not None else ("inf" if dp else "-")
     print(f"| {row} | {epsilon} | {result['value']:.3f} | {audit['mia_auc']:.3f} | {audit['mia_tpr_at_1pct_fpr']:.3f} "

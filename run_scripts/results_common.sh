@@ -93,22 +93,29 @@ set_budget() {
   fi
   fed=(--partition "$part" --rounds "$ROUNDS" --clients-per-round "$CLIENTS_PER_ROUND" "${local_budget[@]}"
        --eval-every "$EVAL_EVERY")
+  # The final evaluation reads the whole test split (FINAL_EVAL=same: the intermediate subset, for quick checks).
+  fed+=(--final-eval "${FINAL_EVAL:-full}") budget+=(--final-eval "${FINAL_EVAL:-full}")
 }
+
+# Extra flags of the runs that follow and the suffix of their names (the freeze-layers study sets them).
+extra=() tag=""
 
 run_recipe() {  # recipe partition seed
   # shellcheck disable=SC2046
-  fed_run "$1-$(short "$2")-s$3" "${common[@]}" "${fed[@]}" --method "$2" --seed "$3" $(recipe_flags "$1")
+  fed_run "$1-$(short "$2")$tag-s$3" "${common[@]}" "${extra[@]}" "${fed[@]}" --method "$2" --seed "$3" \
+    $(recipe_flags "$1")
 }
 
 run_reddi() {  # algorithm server_lr partition seed: FedAdam/FedYogi (Reddi et al., 2021) with SGD clients
-  fed_run "$1-lr$2-$(short "$3")-s$4" "${common[@]}" "${fed[@]}" --method "$3" --seed "$4" --algorithm "$1" \
+  fed_run "$1-lr$2-$(short "$3")$tag-s$4" "${common[@]}" "${extra[@]}" "${fed[@]}" --method "$3" --seed "$4" --algorithm "$1" \
     --optimizer sgd --lr "$SGD_LR" --server-lr "$2"
 }
 
 run_central() {  # optimizer seed
   local lr=$SGD_LR
   [ "$1" = adamw ] && lr=$ADAMW_LR
-  central_run "centralized-$1-s$2" "${common[@]}" "${budget[@]}" --optimizer "$1" --lr "$lr" --seed "$2"
+  central_run "centralized-$1$tag-s$2" "${common[@]}" "${extra[@]}" "${budget[@]}" --optimizer "$1" --lr "$lr" \
+    --seed "$2"
 }
 
 # The grid's best server lr for an algorithm on partition $2 (short name), from the finished seed-0 runs:

@@ -25,8 +25,10 @@ data=$OUT/conll2003.h5 part=$OUT/conll2003_partition.h5
 [ -f "$data" ] || "$FEDNLP" data prepare --dataset conll2003 --source "$SHARED/conll2003" --out "$data"
 make_partitions "$data" "$part" "--method uniform --clients 100" "--method niid_label --clients 100 --alpha 1.0" "--method niid_label --clients 100 --alpha 0.1" "--method niid_quantity --clients 100 --beta 5.0"
 partitions=(uniform_clients=100 niid_label_clients=100_alpha=1.0 niid_label_clients=100_alpha=0.1 niid_quantity_clients=100_beta=5.0)
-common=(--data "$data" --model "$MODEL" --max-seq-length "$MAXLEN" ${FREEZE:+--freeze-layers "$FREEZE"}
-        --batch-size "$BATCH" --max-grad-norm 1.0 --eval-batch-size 32 ${EVAL_MAX:+--eval-max-examples "$EVAL_MAX"})
+common=(--data "$data" --model "$MODEL" --max-seq-length "$MAXLEN" --batch-size "$BATCH" --max-grad-norm 1.0
+        --eval-batch-size 32 ${EVAL_MAX:+--eval-max-examples "$EVAL_MAX"})
+table_frozen=(${FREEZE:+--freeze-layers "$FREEZE"})
+extra=("${table_frozen[@]}")
 set_budget
 
 # In order of priority (a stopped script leaves the most useful table; a rerun skips finished runs).
@@ -35,8 +37,20 @@ for p in "${partitions[@]}"; do run_recipe fedopt "$p" 0; done
 for recipe in fedavg fedprox; do run_recipe "$recipe" niid_label_clients=100_alpha=1.0 0; done
 for seed in 1 2; do
   run_central adamw "$seed"
-  for p in niid_label_clients=100_alpha=0.1 uniform_clients=100; do run_recipe fedopt "$p" "$seed"; done
+  for p in niid_label_clients=100_alpha=0.1 uniform_clients=100 niid_label_clients=100_alpha=1.0; do
+    run_recipe fedopt "$p" "$seed"
+  done
 done
+# What freezing costs (FedNLP froze 0, 3 or 6 of DistilBERT's 6 blocks; this backbone has 2): nothing frozen,
+# the embeddings and both blocks frozen (only the tagging head trains), beside the table's embeddings + block 1;
+# centralized and fedopt on uniform clients, seed 0. Names carry -freeze<N>; leaderboard rows differ by freeze_layers.
+for frozen in none 2; do
+  tag="-freeze$frozen" extra=()
+  [ "$frozen" = none ] || extra=(--freeze-layers "$frozen")
+  run_central adamw 0
+  run_recipe fedopt uniform_clients=100 0
+done
+tag="" extra=("${table_frozen[@]}")
 for lr in $GRID; do
   for algorithm in fedadam fedyogi; do run_reddi "$algorithm" "$lr" niid_label_clients=100_alpha=1.0 0; done
 done

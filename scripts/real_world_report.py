@@ -4,7 +4,7 @@
 
 Runs are named <task>-<condition>-s<seed>. Per task and condition, over seeds: the final metric (each seed,
 mean, spread = max - min), the metric at every period's end (the global test subset, and under --continual
-the next period's test posts, future_*), per-client statistics of the final evaluation (clients.csv) for heavy
+the next period's test examples, future_*), per-client statistics of the final evaluation (clients.csv) for heavy
 users (the top decile by training examples, from the partition the run used) and light users (the rest),
 and the wall time. Markdown on stdout.
 """
@@ -52,7 +52,7 @@ def heavy_clients(config: dict) -> tuple[set[int], np.ndarray, int]:
 
 
 def client_split(run: dict, metric: str) -> dict[str, dict[str, float]]:
-    """Mean and median of the final per-client metric, heavy vs light users (clients with test posts)."""
+    """Mean and median of the final per-client metric, heavy vs light users (clients with test examples)."""
     config = run["result"]["config"]
     heavy, sizes, cut = heavy_clients(config)
     last = max(int(row["round"]) for row in run["clients"])
@@ -87,6 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path)
     parser.add_argument("--plot", type=Path, help="PNG of the per-period curves")
+    parser.add_argument("--title", default="20 Newsgroups authors", help="the plot's title (the clients)")
     args = parser.parse_args()
     runs: dict[str, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for run_dir in sorted(args.runs.iterdir()):
@@ -103,9 +104,9 @@ def main() -> int:
         metric = any_run["result"]["metric"]
         print(f"\n### {task}: {metric} ({'higher' if any_run['result']['greater_is_better'] else 'lower'} is better)\n")
         print(f"Final {metric} on the run's evaluation subset ({any_run['result']['config']['eval_max_examples']} "
-              f"test posts drawn by the seed: the same for every condition of one seed), mean ± half the range "
+              f"test examples drawn by the seed: the same for every condition of one seed), mean ± half the range "
               f"over seeds, each seed, the difference to static uniform of the same seed, the example-weighted "
-              f"mean over the clients' own test posts (the same posts in every run) and wall time.\n")
+              f"mean over the clients' own test examples (the same posts in every run) and wall time.\n")
         print(f"| condition | seeds | final {metric} | per seed | minus static uniform, per seed "
               f"| clients' weighted mean, per seed | wall time (s, mean) |")
         print("|---|---|---|---|---|---|---|")
@@ -124,7 +125,7 @@ def main() -> int:
         rounds = sorted({r["round"] for c in order for s in conditions[c].values() for r in s["records"]
                          if metric in r})
         print(f"\n{metric} at each period's end, mean over seeds (in brackets: under --continual, on the next "
-              f"period's test posts, future_{metric}).\n")
+              f"period's test examples, future_{metric}).\n")
         print("| condition | " + " | ".join(f"round {r}" for r in rounds) + " |")
         print("|---|" + "---|" * len(rounds))
         curves[task] = (metric, {}, any_run["result"]["greater_is_better"])
@@ -143,13 +144,13 @@ def main() -> int:
         # Heavy vs light users.
         first = next(s for c in order for s in conditions[c].values() if s["clients"])
         split = client_split(first, metric)
-        print(f"\nPer-client {metric} at the final evaluation (each client's own test posts): heavy users, the "
-              f"top decile by training posts ({split['heavy']['in_partition']} clients with at least "
-              f"{split['heavy']['cut']} training posts), vs light users (the other {split['light']['in_partition']}); "
-              f"only clients with test posts count. Mean over seeds of the per-client mean (± half the seed "
+        print(f"\nPer-client {metric} at the final evaluation (each client's own test examples): heavy users, the "
+              f"top decile by training examples ({split['heavy']['in_partition']} clients with at least "
+              f"{split['heavy']['cut']} training examples), vs light users (the other {split['light']['in_partition']}); "
+              f"only clients with test examples count. Mean over seeds of the per-client mean (± half the seed "
               f"range) and median.\n")
-        print("| condition | heavy: clients (train / test posts) | heavy mean | heavy median "
-              "| light: clients (train / test posts) | light mean | light median |")
+        print("| condition | heavy: clients (train / test examples) | heavy mean | heavy median "
+              "| light: clients (train / test examples) | light mean | light median |")
         print("|---|---|---|---|---|---|---|")
         for c in order:
             splits = [client_split(s, metric) for s in conditions[c].values() if s["clients"]]
@@ -163,11 +164,11 @@ def main() -> int:
                   f"| {mean_spread([x['light']['mean'] for x in splits])} "
                   f"| {fmt(float(np.mean([x['light']['median'] for x in splits])))} |")
     if args.plot:
-        plot(curves, args.plot)
+        plot(curves, args.plot, args.title)
     return 0
 
 
-def plot(curves: dict, path: Path) -> None:
+def plot(curves: dict, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,7 +178,7 @@ def plot(curves: dict, path: Path) -> None:
     for ax, (task, (metric, lines, greater_is_better)) in zip(axes[0], sorted(curves.items())):
         for c, (rounds, values) in lines.items():
             ax.plot(rounds, values, marker="o", linestyle="--" if c.startswith("cont") else "-", label=label(c))
-        ax.set_title(f"20 Newsgroups authors: {task}")
+        ax.set_title(f"{title}: {task}")
         ax.set_xlabel("round")
         if not greater_is_better:  # perplexity falls by orders of magnitude from a random start
             ax.set_yscale("log")
