@@ -109,7 +109,8 @@ class SequenceTagging(Task):
         return per_token.sum(dim=1) / labelled
 
     def compute_metrics(self, rows: np.ndarray, predictions: list[Any], features: Features) -> dict[str, float]:
-        from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+        from seqeval.metrics import accuracy_score
+        from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
 
         tag_of = {i: label for label, i in self.data.label_vocab.items()}
         by_example: dict[int, list[str | None]] = {}
@@ -126,10 +127,13 @@ class SequenceTagging(Task):
         y_pred = [by_example[e] for e in examples]
         for e, tags in zip(examples, y_pred):
             assert None not in tags, f"example {e}: word {tags.index(None)} has no prediction"
+        # One pass over the entities for all three (seqeval's f1/precision/recall_score each redo it: the
+        # three passes cost 60% of a tiny model's forward over the same sentences).
+        precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="micro", zero_division=0)
         return {
-            "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-            "precision": float(precision_score(y_true, y_pred, zero_division=0)),
-            "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+            "f1": float(f1),
+            "precision": float(precision),
+            "recall": float(recall),
             "accuracy": float(accuracy_score(y_true, y_pred)),
         }
 
