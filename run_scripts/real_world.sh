@@ -21,7 +21,7 @@ source "$(dirname "$0")/results_common.sh"
 DATASET=${DATASET:-20news}
 case "$DATASET" in
   20news) source_path=$SHARED/20newsgroups/20news-bydate.tar.gz suffix="" title="20 Newsgroups authors" ;;
-  aeslc) source_path=$SHARED/aeslc suffix=-aeslc title="AESLC mailboxes" ;;
+  aeslc) source_path=$SHARED/aeslc/enron_subject_line.tar.gz suffix=-aeslc title="AESLC mailboxes" ;;
   *) echo "DATASET must be 20news or aeslc, got '$DATASET'" >&2; exit 2 ;;
 esac
 OUT=${OUT:-results/real-world$suffix}
