@@ -30,6 +30,7 @@ from opacus.grad_sample import GradSampleModuleFastGradientClipping
 from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
 from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
+from fednlp.errors import UserError
 from fednlp.run.random_streams import Stream, round_generator
 from fednlp.privacy.client_dp import finite_or_none
 from fednlp.privacy.settings import SampleDPSettings
@@ -71,6 +72,10 @@ class SampleDP:
         """Called by the local trainer before it asks for the optimizer: Opacus's forward/backward hooks on
         the model's trainable layers (it keeps being called directly; hooks are idle in eval and no_grad)."""
         if self.per_example_loss:
+            if len(list(model.named_parameters(remove_duplicate=False))) > len(list(model.parameters())):
+                raise UserError("--dp-grad-sample ghost: this model ties weights (e.g. GPT-2's input and output "
+                                "embeddings), which Opacus's ghost clipping does not support; use "
+                                "--dp-grad-sample hooks")
             self._grad_sample_module = GradSampleModuleFastGradientClipping(
                 model, batch_first=True, loss_reduction="mean", max_grad_norm=self.dp.clip, use_ghost_clipping=True)
         else:
