@@ -276,6 +276,24 @@ def test_ghost_clipping_gives_the_weights_of_per_example_gradients(bbc, tmp_path
     torch.testing.assert_close(weights["ghost"], weights["hooks"], rtol=0, atol=1e-5)
 
 
+def test_ghost_clipping_refuses_tied_weights_with_one_line() -> None:
+    from transformers import AutoModelForCausalLM
+
+    from fednlp.privacy.sample_dp import with_sample_dp
+    from fednlp.privacy.settings import SampleDPSettings
+    from fednlp.tasks.models import build_auto_model
+
+    model = build_auto_model(AutoModelForCausalLM, "tiny-gpt2", is_decoder=True)  # wte tied to lm_head
+    config = TrainConfig(data="d", partition="p", method="m", optimizer="sgd")
+    for mode, refused in (("ghost", True), ("hooks", False)):
+        algorithm = with_sample_dp(FedAvg, SampleDPSettings(1.0, 1.0, 8, 1, None, 1e-5, grad_sample_mode=mode))(config)
+        if refused:
+            with pytest.raises(UserError, match="ties weights.*--dp-grad-sample hooks"):
+                algorithm.attach_model(model)
+        else:
+            algorithm.attach_model(model)
+
+
 # ------------------------------------------------------------------------------ runs: ranks, resume, refusals
 
 
