@@ -391,6 +391,8 @@ def test_a_killed_run_resumes_with_the_same_accounting_and_weights(bbc, tmp_path
          "the largest feasible --rounds is "),
         ({"dp-clip": "inf", "dp-noise-multiplier": "1"}, "--dp-clip inf (no clipping) is only allowed with"),
         ({"dp-clip": "1", "dp-noise-multiplier": "1", "dp-grad-sample": "fast"}, "--dp-grad-sample must be one of"),
+        ({"dp": "sample", "dp-clip": "1", "dp-noise-multiplier": "1", "dp-grad-sample": "ghost", "task": "lm",
+          "model": "tiny-gpt2"}, "ties weights"),
     ],
 )
 def test_bad_dp_input_is_one_line_exit_2_before_training(bbc, tmp_path: Path, capsys, flags, message) -> None:

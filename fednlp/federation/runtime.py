@@ -66,7 +66,8 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
                                      eligible=eligible).active
     algorithm, privacy = privatize(algorithm, config, sampler, clients.sizes, eligible, active_of)  # --dp
     clients_to_evaluate(config.eval_clients, clients, config.seed)  # bad --eval-clients fails before any work
-    session = open_session(config, comm, default_run_name(config), resume=resume)
+    session = open_session(config, comm, default_run_name(config), resume=resume,
+                           check_model=getattr(algorithm, "check_model", None))
     federation = Federation(session, algorithm, clients, sampler, held_out)
     start_round, history = federation.restore() if resume else (0, [])
     if start_round > config.rounds:

@@ -68,14 +68,18 @@ class SampleDP:
         """Whether the local trainer must hand `backward` the batch's per-example losses (ghost clipping)."""
         return self.dp.grad_sample_mode == "ghost"
 
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Refuse, before the run writes anything, a model this mode cannot clip per example."""
+        if self.per_example_loss and (len(list(model.named_parameters(remove_duplicate=False)))
+                                      > len(list(model.parameters()))):
+            raise UserError("--dp-grad-sample ghost: this model ties weights (e.g. GPT-2's input and output "
+                            "embeddings), which Opacus's ghost clipping does not support; use --dp-grad-sample hooks")
+
     def attach_model(self, model: torch.nn.Module) -> None:
         """Called by the local trainer before it asks for the optimizer: Opacus's forward/backward hooks on
         the model's trainable layers (it keeps being called directly; hooks are idle in eval and no_grad)."""
+        self.check_model(model)
         if self.per_example_loss:
-            if len(list(model.named_parameters(remove_duplicate=False))) > len(list(model.parameters())):
-                raise UserError("--dp-grad-sample ghost: this model ties weights (e.g. GPT-2's input and output "
-                                "embeddings), which Opacus's ghost clipping does not support; use "
-                                "--dp-grad-sample hooks")
             self._grad_sample_module = GradSampleModuleFastGradientClipping(
                 model, batch_first=True, loss_reduction="mean", max_grad_norm=self.dp.clip, use_ghost_clipping=True)
         else:

@@ -82,7 +82,10 @@ class Session:
         return metrics
 
 
-def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = False) -> Session:
+def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = False,
+                 check_model: Any = None) -> Session:
+    """Everything a run needs, read and built; `check_model(model)` (e.g. an algorithm refusing a model it
+    cannot train) runs before anything is written, so a refusal leaves no run directory behind."""
     started = time.perf_counter()
     run_dir = Path(config.out) if config.out else Path("runs") / run_name
     if not resume:
@@ -106,6 +109,8 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
     model = task.build_model(config.model)
     if config.freeze_layers is not None:
         freeze_layers(model, config.freeze_layers)
+    if check_model is not None:
+        check_model(model)
     model = model.to(device)
     test_examples = evaluation_examples(data, config)
     writer = None
