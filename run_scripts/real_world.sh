@@ -13,7 +13,7 @@
 #   static-act0.5/1   the same with activity sampling, inclusion proportional to n_k^G (Horvitz-Thompson weights)
 #   cont-unlim        continual: the stream (ordered by the `order` field) cut into PERIODS periods of
 #                     ROUNDS_PER_PERIOD rounds; a device holds what has arrived so far
-#   cont-b$B          the same, each device keeping only its newest B examples
+#   cont-b$B          the same, each device keeping only its newest B examples (STORAGE=5, then STORAGE2=20)
 # Every run evaluates every client on its own test posts at the end (clients.csv) and, under --continual,
 # the next period's test posts at each period's end (future_*). Then tables and a plot from the run files.
 # Runs go in order of priority (seed 0 of every row, then seed 1); a rerun skips finished runs.
@@ -28,7 +28,7 @@ OUT=${OUT:-results/real-world$suffix}
 DOCS=${DOCS:-docs/real-world${suffix:+/$DATASET}}
 mkdir -p "$OUT" "$DOCS"
 : "${K:=10}" "${PERIODS:=4}" "${ROUNDS_PER_PERIOD:=2}" "${CLIENTS_PER_ROUND:=5}" "${LOCAL_STEPS:=2}"
-: "${BATCH:=8}" "${STORAGE:=5}" "${SEEDS:=0 1}" "${TASKS:=lm}"
+: "${BATCH:=8}" "${STORAGE:=5}" "${STORAGE2:=20}" "${SEEDS:=0 1}" "${TASKS:=lm}"
 : "${CLS_MAXLEN:=32}" "${CLS_LR:=1e-3}" "${CLS_EVAL_MAX:=300}" "${CLS_MODEL:=$OUT/minilm-l2}" "${CLS_FREEZE:=1}" "${LM_MAXLEN:=32}" "${LM_LR:=5e-3}" "${LM_EVAL_MAX:=100}"
 ROUNDS=$(( PERIODS * ROUNDS_PER_PERIOD ))
 data=$OUT/$DATASET.h5 part=$OUT/${DATASET}_users.h5 stats=$OUT/${DATASET}_users_all.h5
@@ -91,6 +91,9 @@ one_seed() {  # task seed
       --storage-limit "$STORAGE"
     fed_run "$t-static-act0.5-s$s" "${fed[@]}" $(task_flags "$t") --seed "$s" --sampler activity \
       --activity-power 0.5
+    # The second storage limit (the issue's "two storage limits"), last: the least of the comparisons.
+    [ -z "$STORAGE2" ] || fed_run "$t-cont-b$STORAGE2-s$s" "${fed[@]}" $(task_flags "$t") --seed "$s" \
+      "${continual[@]}" --storage-limit "$STORAGE2"
   }
 }
 for s in $SEEDS; do
