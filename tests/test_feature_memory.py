@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from fednlp.config import RunConfig
 from fednlp.data.datafile import DataFile
@@ -89,25 +88,3 @@ def test_a_cache_that_cannot_fit_in_memory_is_refused_before_tokenizing(real, tm
                                         r"being built, and .* is available; lower --max-seq-length"):
         load_or_build_features(task, path)
     assert not cache_path(task, path).exists()
-
-
-def test_cached_features_are_read_as_memory_maps_of_the_cache(real, tmp_path) -> None:
-    """Every rank maps the cache instead of copying it: the same arrays, read-only, backed by the file (so a
-    rank's resident memory is the rows it touches and ranks on one machine share the pages)."""
-    from fednlp.data.datafile import write_data_file
-
-    path = tmp_path / "sst2.h5"
-    write_data_file(real["classification"], path)
-    task_cls = resolve_task("classification", "text_classification", str(path))
-    task = task_cls(real["classification"], load_tokenizer("tiny-bert"), RunConfig(data=str(path), max_seq_length=64))
-    built = load_or_build_features(task, path)
-    loaded = load_or_build_features(task, path)
-    assert set(loaded.arrays) == set(built.arrays)
-    for name, array in loaded.arrays.items():
-        assert isinstance(array, np.memmap) and not array.flags.writeable, name
-        assert str(array.filename) == str(cache_path(task, path).resolve()), name
-        np.testing.assert_array_equal(array, built.arrays[name], err_msg=name)
-    np.testing.assert_array_equal(loaded.lengths, built.lengths)
-    rows = np.array([3, 0, 7])
-    for key, tensor in built.batch(rows, torch.device("cpu")).items():
-        assert torch.equal(loaded.batch(rows, torch.device("cpu"))[key], tensor), key

@@ -2,10 +2,6 @@
 
 Training never re-tokenizes: the first run writes `<data dir>/.fednlp_cache/<data stem>-<key>.npz`
 (atomically), every later run and every rank reads it.
-
-The archive is uncompressed, so each array is read as a read-only memory map of its bytes inside it: a rank's
-resident memory is the rows it touches, and ranks on one machine share the page cache instead of holding a
-copy each (a million-client unit's 2M rows: benchmarks/README.md, WU-M).
 """
 
 from __future__ import annotations
@@ -13,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -66,32 +60,11 @@ def _save(features: Features, path: Path) -> None:
 
 
 def _load(path: Path) -> Features:
-    with zipfile.ZipFile(path) as archive:
-        z = {info.filename.removesuffix(".npy"): _mapped(path, info) for info in archive.infolist()}
-    return Features(
-        arrays={name[len("array__"):]: array for name, array in z.items() if name.startswith("array__")},
-        lengths=z["lengths"],
-        example_of_row=z["example_of_row"],
-        sequence_arrays=tuple(str(s) for s in z["sequence_arrays"]),
-        host_arrays=tuple(str(s) for s in z["host_arrays"]),
-    )
-
-
-def _mapped(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
-    """One .npy member of the uncompressed archive as a read-only memory map (read whole if compressed)."""
-    with open(path, "rb") as f:
-        if info.compress_type != zipfile.ZIP_STORED:
-            with zipfile.ZipFile(f) as archive, archive.open(info) as member:
-                return np.lib.format.read_array(member)
-        f.seek(info.header_offset)
-        local_header = f.read(30)  # the zip local file header: its name and extra lengths end at byte 30
-        name_length, extra_length = struct.unpack("<HH", local_header[26:30])
-        f.seek(info.header_offset + 30 + name_length + extra_length)
-        version = np.lib.format.read_magic(f)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran_order, dtype = read_header(f)
-        offset = f.tell()
-    if int(np.prod(shape)) == 0:
-        return np.zeros(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset, order="F" if fortran_order else "C")
+    with np.load(path) as z:
+        return Features(
+            arrays={name[len("array__"):]: z[name] for name in z.files if name.startswith("array__")},
+            lengths=z["lengths"],
+            example_of_row=z["example_of_row"],
+            sequence_arrays=tuple(str(s) for s in z["sequence_arrays"]),
+            host_arrays=tuple(str(s) for s in z["host_arrays"]),
+        )
