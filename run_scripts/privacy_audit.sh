@@ -17,7 +17,7 @@ OUT=${OUT:-results/privacy_audit}
 SHARED=${FEDNLP_SHARED_DATA:-../shared/data}
 FEDNLP=${FEDNLP:-$( [ -x .venv/bin/fednlp ] && echo .venv/bin/fednlp || echo fednlp )}
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-ROWS=${ROWS:-"nodp sample_z0.5 sample_z1.5 client_z0.5 lm_nodp lm_sample_z0.3 lm_sample_z0.5 lm_sample_z1.5 lm_client_z0.5"}
+ROWS=${ROWS:-"nodp sample_z0.5 sample_z1.5 client_z0.5 lm_nodp lm_sample_z0.5 lm_sample_z1.5 lm_client_z0.5"}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT/runs"
 
@@ -73,7 +73,6 @@ declare -A DP=(
   # The Secret Sharer's setting (Carlini et al. 2019): a language model over the same texts, canaries included,
   # trained from scratch; its loss on "my pin code is D D D" depends on the digits, unlike the classifier's.
   [lm_nodp]="$LM"
-  [lm_sample_z0.3]="$LM --dp sample --dp-clip 1.0 --dp-noise-multiplier 0.3"
   [lm_sample_z0.5]="$LM --dp sample --dp-clip 1.0 --dp-noise-multiplier 0.5"
   [lm_sample_z1.5]="$LM --dp sample --dp-clip 1.0 --dp-noise-multiplier 1.5"
   # Client level: a client's whole data is the protected unit, every copy of its canary included.
