@@ -14,7 +14,7 @@
 # result.json exists is skipped, so an interrupted script continues where it stopped.
 source "$(dirname "$0")/results_common.sh"  # FEDNLP, PYTHON, SHARED, truncated_minilm
 OUT=${OUT:-results/privacy_utility}
-ROWS=${ROWS:-"nodp client_z1_cohort5000 client_z1 client_z0.3 sample_z1 sample_z0.5"}
+ROWS=${ROWS:-"nodp client_z1_cohort5000 client_z1_cohort5000_fastclip client_z1 client_z0.3 sample_z1 sample_z0.5"}
 SEEDS=${SEEDS:-0}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT/runs"
@@ -31,6 +31,9 @@ declare -A DP=(
   [client_z0.3]="--dp client --sampler poisson --dp-clip adaptive --dp-noise-multiplier 0.3"
   [client_z1]="--dp client --sampler poisson --dp-clip adaptive --dp-noise-multiplier 1.0"
   [client_z1_cohort5000]="--dp client --sampler poisson --dp-clip adaptive --dp-noise-multiplier 1.0 --dp-noise-cohort-size 5000"
+  # The same with the clip norm starting at 1 and adapting 5x faster (Andrew et al.'s default start, 0.1, and
+  # rate, 0.2, leave C far below the median update norm for all 10 rounds: 4% of updates unclipped at the end).
+  [client_z1_cohort5000_fastclip]="--dp client --sampler poisson --dp-clip adaptive --dp-clip-init 1.0 --dp-clip-lr 1.0 --dp-noise-multiplier 1.0 --dp-noise-cohort-size 5000"
   [sample_z1]="--dp sample --dp-clip 1.0 --dp-noise-multiplier 1.0 --dp-grad-sample ghost"
   [sample_z0.5]="--dp sample --dp-clip 1.0 --dp-noise-multiplier 0.5 --dp-grad-sample ghost"
 )
