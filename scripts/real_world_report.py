@@ -106,7 +106,7 @@ def main() -> int:
         print(f"Final {metric} on the run's evaluation subset ({any_run['result']['config']['eval_max_examples']} "
               f"test examples drawn by the seed: the same for every condition of one seed), mean ± half the range "
               f"over seeds, each seed, the difference to static uniform of the same seed, the example-weighted "
-              f"mean over the clients' own test examples (the same posts in every run) and wall time.\n")
+              f"mean over the clients' own test examples (the same examples in every run) and wall time.\n")
         print(f"| condition | seeds | final {metric} | per seed | minus static uniform, per seed "
               f"| clients' weighted mean, per seed | wall time (s, mean) |")
         print("|---|---|---|---|---|---|---|")
