@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Mapping
 
 import h5py
@@ -346,11 +346,11 @@ def check_fits_data(stored: StoredPartition, n_examples: int, partition_path: st
     for split in (stored.train, stored.test):
         if isinstance(split, ClientIndices):  # one pass over the indices, no per-client array
             outside = np.flatnonzero((split.indices < 0) | (split.indices >= n_examples))
-            bad = [int(np.searchsorted(split.offsets, outside[0], side="right")) - 1] if len(outside) else []
+            client = int(np.searchsorted(split.offsets, outside[0], side="right")) - 1 if len(outside) else None
         else:
-            bad = [c for c, indices in enumerate(split)
-                   if len(indices) and (int(np.min(indices)) < 0 or int(np.max(indices)) >= n_examples)][:1]
-        for client in bad:
+            client = next((c for c, indices in enumerate(split) if len(indices)
+                           and (int(np.min(indices)) < 0 or int(np.max(indices)) >= n_examples)), None)
+        if client is not None:
             raise UserError(f"partition file {partition_path}: client {client} of {stored.name!r} holds indices "
                             f"outside 0..{n_examples - 1} of data file {data_path}; was it made from another data file?")
 

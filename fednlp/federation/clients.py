@@ -34,9 +34,12 @@ def read_clients(partition_path: str, method: str, n_examples: int, data_path: s
     """Checked against the data file's size only (cheap), so a bad partition fails before any heavy work."""
     stored = read_partition(partition_path, method)
     check_fits_data(stored, n_examples, partition_path, data_path)
-    as_int64 = lambda split: (split if isinstance(split, ClientIndices)  # noqa: E731 (int64 views already)
-                              else [np.asarray(indices, dtype=np.int64) for indices in split])
-    return ClientData(train=as_int64(stored.train), test=as_int64(stored.test))
+    return ClientData(train=_as_int64(stored.train), test=_as_int64(stored.test))
+
+
+def _as_int64(split: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+    """The compact layout's views are int64 already; FedNLP's per-client arrays are converted."""
+    return split if isinstance(split, ClientIndices) else [np.asarray(t, dtype=np.int64) for t in split]
 
 
 def clients_to_evaluate(spec: str | None, clients: ClientData, seed: int) -> dict[int, np.ndarray]:

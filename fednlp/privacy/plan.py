@@ -199,7 +199,9 @@ class PrivacyPlan:
                            for c in trained]
         return {
             "mechanism": "DP-SGD (Abadi et al. 2016) in every client: per-example clipping and Gaussian noise each "
-                         "local step, per-example gradients by Opacus (GradSampleModule hooks)",
+                         "local step, per-example clipping by Opacus ("
+                         + ("ghost clipping: per-example norms, clip-weighted losses backpropagated)"
+                            if s.grad_sample_mode == "ghost" else "GradSampleModule hooks: per-example gradients)"),
             "clip": s.clip, "per_example_clipping": s.grad_sample_mode, "sampling": "poisson",
             "sampling_description": "Poisson batches in each client at rate q_k = min(1, batch_size / n_k)",
             "q": float(ledger.rates[worst]) if worst is not None else None,

@@ -12,8 +12,10 @@ example's gradient norm from the layer's activations and output gradients, then 
 per-example losses weighted by their clip factors, so the clipped sum arrives in `.grad` without any
 per-example gradient. Same clipped sum, same noise draws. Ghost mode clips the task's per-example loss
 (`Task.example_losses`: a row's own mean over its tokens), hooks mode the batch loss's share of each row
-(for token-level heads a row weighs by its token count); for classification the two are the same objective. Overriding the client optimizer switches the sparse embedding path
-off (fednlp/federation/client_updates.py), as it must: noise touches every row.
+(for token-level heads a row weighs by its token count); for classification the two are the same objective.
+
+Overriding the client optimizer switches the sparse embedding path off (fednlp/federation/client_updates.py),
+as it must: noise touches every row.
 """
 
 from __future__ import annotations
