@@ -4,7 +4,8 @@
     .venv/bin/python -m benchmarks.eval_speed --heads seq2seq --max-examples 0   # the whole test split
 
 Per head (AESLC seq2seq, SQuAD v1.1 QA, CoNLL-2003 tagging, 20 Newsgroups classification), in a fresh
-process each (peak memory is the process's): tiny-bert with seeded random weights, the same test examples
+process each (peak memory is the process's): tiny-bert with seeded random weights (or --model, e.g. minilm,
+the pretrained backbone with a seeded head), the same test examples
 (a seeded subset of --max-examples, 0 = all), batch size --batch-size, fp32 on the CPU, and:
 
 - evaluation: `fednlp.run.evaluation.evaluate` as a run calls it (length-bucketed batches, the task's
@@ -52,7 +53,8 @@ def data_file(head: str) -> Path:
     return path
 
 
-def measure_head(head: str, max_examples: int, batch_size: int, seed: int, repeats: int) -> dict:
+def measure_head(head: str, max_examples: int, batch_size: int, seed: int, repeats: int,
+                 model_name: str = "tiny-bert") -> dict:
     """One head in this process: the evaluation and its floor, timed on the same examples."""
     import numpy as np
     import torch
@@ -71,7 +73,7 @@ def measure_head(head: str, max_examples: int, batch_size: int, seed: int, repea
         from fednlp.data.feature_cache import load_or_build_features
 
     path = data_file(head)
-    config = RunConfig(data=str(path), eval_batch_size=batch_size, seed=seed,
+    config = RunConfig(data=str(path), model=model_name, eval_batch_size=batch_size, seed=seed,
                        eval_max_examples=max_examples or None, **HEADS[head][3])
     data = read_data_file(path)
     task = resolve_task(None, data.task_type, str(path))(data, load_tokenizer(config.model), config)
@@ -108,7 +110,7 @@ def measure_head(head: str, max_examples: int, batch_size: int, seed: int, repea
         timings["floor"].append((time.perf_counter() - start, time.process_time() - cpu_start))
     evaluation_s, evaluation_cpu_s = (min(t[i] for t in timings["evaluation"]) for i in (0, 1))
     floor_s, floor_cpu_s = (min(t[i] for t in timings["floor"]) for i in (0, 1))
-    return {"head": head, "dataset": HEADS[head][0], "examples": len(examples), "rows": len(rows),
+    return {"head": head, "dataset": HEADS[head][0], "model": model_name, "examples": len(examples), "rows": len(rows),
             "batch_size": batch_size, "evaluation_s": round(evaluation_s, 3), "floor_s": round(floor_s, 3),
             "examples_per_s": round(len(examples) / evaluation_s, 2),
             "floor_examples_per_s": round(len(examples) / floor_s, 2), "ratio": round(evaluation_s / floor_s, 3),
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-examples", type=int, default=200, help="seeded test subset per head (0: all)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="tiny-bert", help="the backbone (tiny-bert, minilm, a local directory)")
     parser.add_argument("--repeats", type=int, default=3, help="evaluation and floor alternated, best of N "
                         "(seq2seq: 1, its beam search is slow enough on a CPU)")
     parser.add_argument("--one", choices=list(HEADS), help=argparse.SUPPRESS)  # the child process of one head
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     if args.one:
         repeats = 1 if args.one == "seq2seq" else args.repeats
-        print(json.dumps(measure_head(args.one, args.max_examples, args.batch_size, args.seed, repeats)))
+        print(json.dumps(measure_head(args.one, args.max_examples, args.batch_size, args.seed, repeats, args.model)))
         return
     rows = []
     for head in args.heads:
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         done = subprocess.run([sys.executable, "-m", "benchmarks.eval_speed", "--one", head, "--max-examples",
                                str(args.max_examples), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
-                               "--repeats", str(args.repeats)],
+                               "--repeats", str(args.repeats), "--model", args.model],
                               check=True, capture_output=True, text=True, env=env)
         row = {**json.loads(done.stdout.strip().splitlines()[-1]), "machine": machine(),
                "load_avg_1m": os.getloadavg()[0], "when": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -116,3 +116,40 @@ def test_textdir_reads_the_bbc_news_corpus(tmp_path: Path) -> None:
     assert data.fields["Y"].count("sports") == 511
     assert len(data.test_index_list) == 445 and sorted(data.train_index_list + data.test_index_list) == list(range(2225))
     assert data.attributes["test_fraction"] == 0.2 and "seeded" in data.attributes["test_split"]
+
+
+def test_lazy_read_gives_the_same_data_and_reads_a_column_only_when_asked(tmp_path: Path) -> None:
+    data = _tagging_data()
+    write_data_file(data, tmp_path / "d.h5")
+    lazy = read_data_file(tmp_path / "d.h5", lazy=True)
+    assert lazy.fields.read_names() == []  # lengths, the split and the vocabulary need no column
+    assert lazy.n_examples == 2 and "X" in lazy.fields and "context_X" not in lazy.fields
+    assert lazy.fields.read_names() == []
+    assert lazy.fields["Y"] == data.fields["Y"]  # JSON-encoded lists decoded as an eager read does
+    assert lazy.fields.read_names() == ["Y"]
+    assert lazy == data
+
+
+def test_lazy_column_read_after_the_file_changed_is_refused(tmp_path: Path) -> None:
+    write_data_file(_tagging_data(), tmp_path / "d.h5")
+    lazy = read_data_file(tmp_path / "d.h5", lazy=True)
+    changed = _tagging_data()
+    changed.fields["X"][0] = ["EU", "accepts", "German"]
+    write_data_file(changed, tmp_path / "d.h5")
+    with pytest.raises(UserError, match=r"d\.h5 changed while in use \(field 'X'"):
+        lazy.fields["X"]
+
+
+def test_a_run_with_cached_features_reads_no_text_column(bbc, tmp_path: Path) -> None:
+    """A classification run needs no column once its features are cached (WU-M: 630 MB of texts per rank)."""
+    from fednlp.config import TrainConfig
+    from fednlp.federation.communicator import LocalCommunicator
+    from fednlp.run.session import open_session
+
+    data, part = bbc
+    config = TrainConfig(data=str(data), partition=str(part), method="niid_label_clients=12_alpha=1.0",
+                         model="tiny-bert", max_seq_length=32, out=str(tmp_path / "run"))
+    config.validate()
+    open_session(config, LocalCommunicator(), "first")  # builds the feature cache if no test did yet
+    session = open_session(config, LocalCommunicator(), "second")
+    assert session.data.fields.read_names() == []

@@ -33,7 +33,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import Any, Collection, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -71,7 +71,7 @@ class DataFile:
     """A prepared dataset in memory: per-field columns plus the attributes record."""
 
     task_type: str
-    fields: dict[str, list[Any]]
+    fields: Mapping[str, Sequence[Any]]  # a dict, or LazyFields (read_data_file(lazy=True))
     train_index_list: list[int]
     test_index_list: list[int]
     label_vocab: dict[str, int] = field(default_factory=dict)
@@ -83,13 +83,13 @@ class DataFile:
         missing = [f for f in REQUIRED_FIELDS[self.task_type] if f not in self.fields]
         if missing:
             raise UserError(f"{self.task_type} data lacks field(s) {', '.join(missing)}")
-        lengths = {name: len(values) for name, values in self.fields.items()}
+        lengths = field_lengths(self.fields)
         if len(set(lengths.values())) > 1:
             raise UserError(f"data fields have different lengths: {lengths}")
 
     @property
     def n_examples(self) -> int:
-        return len(next(iter(self.fields.values())))
+        return next(iter(field_lengths(self.fields).values()))
 
     @property
     def num_labels(self) -> int:
@@ -118,6 +118,60 @@ class NotRead(Sequence):
 
     def __getitem__(self, index: Any) -> Any:
         raise RuntimeError(f"field {self.name!r} of the data file was not read (read_data_file(only=...))")
+
+
+class LazyFields(Mapping):
+    """A data file's fields, each column read from the file the first time it is asked for, then kept.
+
+    A run needs few of a file's columns once its features are cached (classification: none; tagging: the
+    gold tags), and reading them all costs more memory than everything else the run holds (WU-M: 2.1M
+    texts, 630 MB per rank; benchmarks/README.md). A column read after the file changed is refused: the
+    run's features and checksum describe the file as it was opened.
+    """
+
+    def __init__(self, path: str | os.PathLike, lengths: dict[str, int], json_fields: set[str]):
+        self._path, self._lengths, self._json_fields = path, lengths, json_fields
+        self._stamp = _file_stamp(path)
+        self._read: dict[str, list[Any]] = {}
+
+    def __getitem__(self, name: str) -> list[Any]:
+        if name not in self._read:
+            if name not in self._lengths:
+                raise KeyError(name)
+            if _file_stamp(self._path) != self._stamp:
+                raise UserError(f"data file {self._path} changed while in use (field {name!r} read after the "
+                                "run opened it); rerun on an unchanged file")
+            with open_h5(self._path) as f:
+                self._read[name] = _read_column(f[name], json_encoded=name in self._json_fields)
+        return self._read[name]
+
+    def __contains__(self, name: object) -> bool:  # Mapping's default would read the column
+        return name in self._lengths
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lengths)
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def lengths(self) -> dict[str, int]:
+        return dict(self._lengths)
+
+    def read_names(self) -> list[str]:
+        """The columns read so far."""
+        return list(self._read)
+
+
+def field_lengths(fields: Mapping[str, Sequence[Any]]) -> dict[str, int]:
+    """Each field's number of values, without reading a lazy field."""
+    if isinstance(fields, LazyFields):
+        return fields.lengths()
+    return {name: len(values) for name, values in fields.items()}
+
+
+def _file_stamp(path: str | os.PathLike) -> tuple[int, int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 def label_vocab_of(labels: list[str] | list[list[str]]) -> dict[str, int]:
@@ -168,7 +222,7 @@ def read_attributes(path: str | os.PathLike) -> dict[str, Any]:
         return _attributes(f, path)
 
 
-def read_data_file(path: str | os.PathLike, only: Collection[str] | None = None) -> DataFile:
+def read_data_file(path: str | os.PathLike, only: Collection[str] | None = None, lazy: bool = False) -> DataFile:
     """Read a data file in fednlp's layout or FedNLP's per-example layout.
 
     What FedNLP's loaders write and how it is read (checked on files written by FedNLP's own code):
@@ -181,19 +235,18 @@ def read_data_file(path: str | os.PathLike, only: Collection[str] | None = None)
 
     `only`: read just these fields (a partition by labels needs no text); the others are `NotRead`
     placeholders of the right length. A file without a task_type is read whole (inferring it needs X and Y).
+    `lazy`: each field is read when first asked for (`LazyFields`), for fednlp's layout with a task_type;
+    FedNLP's per-example layout is read whole.
     """
     with open_h5(path) as f:
         attrs = _attributes(f, path)
-        fields: dict[str, list[Any]] = {}
-        for name, node in f.items():
-            if name == "attributes":
-                continue
-            if only is not None and name not in only and "task_type" in attrs:
-                fields[name] = NotRead(name, len(node) if isinstance(node, h5py.Dataset) else len(node.keys()))
-            elif isinstance(node, h5py.Group):
-                fields[name] = _read_fednlp_group_once(node, attrs, path)
-            else:
-                fields[name] = _read_column(node, json_encoded=node.attrs.get("encoding") == "json")
+        nodes = [(name, node) for name, node in f.items() if name != "attributes"]
+        fields: Mapping[str, Sequence[Any]]
+        if lazy and "task_type" in attrs and all(isinstance(node, h5py.Dataset) for _, node in nodes):
+            fields = LazyFields(path, {name: len(node) for name, node in nodes},
+                                {name for name, node in nodes if node.attrs.get("encoding") == "json"})
+        else:
+            fields = _read_fields(path, attrs, nodes, only)
     known = {"task_type", "num_labels", "label_vocab", "index_list", "train_index_list", "test_index_list"}
     label_vocab = attrs.get("label_vocab") or {}
     if isinstance(label_vocab, list):  # some FedNLP files store the vocabulary as a list
@@ -211,7 +264,20 @@ def read_data_file(path: str | os.PathLike, only: Collection[str] | None = None)
     )
 
 
-def _task_type(attrs: dict[str, Any], fields: dict[str, list[Any]], path: str | os.PathLike,
+def _read_fields(path: str | os.PathLike, attrs: dict[str, Any], nodes: list[tuple[str, Any]],
+                 only: Collection[str] | None) -> dict[str, Sequence[Any]]:
+    fields: dict[str, Sequence[Any]] = {}
+    for name, node in nodes:
+        if only is not None and name not in only and "task_type" in attrs:
+            fields[name] = NotRead(name, len(node) if isinstance(node, h5py.Dataset) else len(node.keys()))
+        elif isinstance(node, h5py.Group):
+            fields[name] = _read_fednlp_group_once(node, attrs, path)
+        else:
+            fields[name] = _read_column(node, json_encoded=node.attrs.get("encoding") == "json")
+    return fields
+
+
+def _task_type(attrs: dict[str, Any], fields: Mapping[str, Sequence[Any]], path: str | os.PathLike,
                extra: dict[str, Any]) -> str:
     """The file's task type; FedNLP's alias mapped, a missing one inferred where only one task fits."""
     given = attrs.get("task_type")
@@ -232,7 +298,7 @@ def _task_type(attrs: dict[str, Any], fields: dict[str, list[Any]], path: str | 
     return inferred
 
 
-def _infer_task_type(fields: dict[str, list[Any]], attrs: dict[str, Any]) -> tuple[str | None, str]:
+def _infer_task_type(fields: Mapping[str, Sequence[Any]], attrs: dict[str, Any]) -> tuple[str | None, str]:
     """(task type, why) when the fields fit one task only, else (None, why not)."""
     if {"context_X", "question_X", "Y"} <= set(fields):
         return "span_extraction", "fields context_X, question_X and Y are extractive QA's"

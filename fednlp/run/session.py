@@ -90,7 +90,7 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
     run_dir = Path(config.out) if config.out else Path("runs") / run_name
     if not resume:
         check_run_dir(run_dir, config.overwrite)
-    data = read_data_file(config.data)
+    data = read_data_file(config.data, lazy=True)  # a column is read only when the run needs it
     task_cls = resolve_task(config.task, data.task_type, config.data)
     tokenizer = load_tokenizer(config.model)
     specials = tokenizer.num_special_tokens_to_add(pair=task_cls.task_type == "span_extraction")

@@ -113,17 +113,17 @@ class SequenceTagging(Task):
         from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
 
         tag_of = {i: label for label, i in self.data.label_vocab.items()}
+        gold_tags = self.data.fields["Y"]  # once: a lazily read column is a mapping lookup away
         by_example: dict[int, list[str | None]] = {}
-        for row, predicted in zip(np.asarray(rows).tolist(), predictions):
-            example = int(features.example_of_row[row])
-            gold = self.data.fields["Y"][example]
-            words = by_example.setdefault(example, [None] * len(gold))
-            first = int(features.arrays["first_word"][row])
+        rows = np.asarray(rows, dtype=np.int64)
+        row_examples, row_firsts = features.example_of_row[rows].tolist(), features.arrays["first_word"][rows].tolist()
+        for example, first, predicted in zip(row_examples, row_firsts, predictions):
+            words = by_example.setdefault(example, [None] * len(gold_tags[example]))
             for offset, label_id in enumerate(predicted):
                 assert words[first + offset] is None, f"example {example}: word {first + offset} predicted twice"
                 words[first + offset] = tag_of[label_id]
         examples = sorted(by_example)
-        y_true = [list(self.data.fields["Y"][e]) for e in examples]
+        y_true = [list(gold_tags[e]) for e in examples]
         y_pred = [by_example[e] for e in examples]
         for e, tags in zip(examples, y_pred):
             assert None not in tags, f"example {e}: word {tags.index(None)} has no prediction"
