@@ -127,7 +127,10 @@ def test_lazy_read_gives_the_same_data_and_reads_a_column_only_when_asked(tmp_pa
     assert lazy.fields.read_names() == []
     assert lazy.fields["Y"] == data.fields["Y"]  # JSON-encoded lists decoded as an eager read does
     assert lazy.fields.read_names() == ["Y"]
-    assert lazy == data
+    assert dict(lazy.fields) == data.fields and lazy.label_vocab == data.label_vocab
+    assert list(lazy.train_index_list) == [0] and list(lazy.test_index_list) == [1]
+    with pytest.raises(TypeError):  # compact index arrays never add elementwise where a list would concatenate
+        lazy.train_index_list + [1]
 
 
 def test_lazy_column_read_after_the_file_changed_is_refused(tmp_path: Path) -> None:

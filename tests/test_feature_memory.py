@@ -61,6 +61,26 @@ def test_a_larger_max_length_than_the_data_needs_gives_the_same_features(real, t
     np.testing.assert_array_equal(small.lengths, large.lengths)
 
 
+@pytest.mark.parametrize("task_name", ["classification", "tagging", "qa", "seq2seq"])
+def test_narrowed_features_give_the_same_batches_in_fewer_bytes(real, task_name) -> None:
+    """The cache stores integer arrays in the narrowest type that holds them; a batch is the same int64."""
+    import torch
+
+    from fednlp.tasks.feature_cache import narrowed
+
+    features = _features(task_name, real[task_name], max_seq_length=128, doc_stride=64)
+    narrow = narrowed(features)
+    assert narrow.arrays["input_ids"].dtype == np.uint16  # tiny-bert's 30,522 ids
+    assert sum(a.nbytes for a in narrow.arrays.values()) < sum(a.nbytes for a in features.arrays.values())
+    for name in features.host_arrays:
+        assert narrow.arrays[name].dtype == features.arrays[name].dtype, name
+    rows = np.arange(0, features.n_rows, 3)
+    wide, thin = features.batch(rows, torch.device("cpu")), narrow.batch(rows, torch.device("cpu"))
+    assert wide.keys() == thin.keys()
+    for name in wide:
+        assert thin[name].dtype == wide[name].dtype and torch.equal(thin[name], wide[name]), name
+
+
 def test_a_max_length_above_the_models_positions_is_refused(real) -> None:
     with pytest.raises(UserError, match=r"--max-seq-length 100000 exceeds what --model 'tiny-bert' can take: 512 "
                                         r"positions"):

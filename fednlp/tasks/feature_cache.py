@@ -27,7 +27,7 @@ def cache_path(task: Task, data_path: str | os.PathLike) -> Path:
             "task": task.cache_key(),
             "tokenizer": [type(tok).__name__, getattr(tok, "name_or_path", ""), len(tok)],
             "max_length": task.max_length,
-            "format": 3,  # 3: token arrays as wide as the data's longest row, not the max length
+            "format": 4,  # 3: token arrays as wide as the data's longest row; 4: integer arrays narrowed
         },
         sort_keys=True,
     )
@@ -41,9 +41,29 @@ def load_or_build_features(task: Task, data_path: str | os.PathLike) -> Features
         return _load(path)
     check_fits(task.estimated_feature_bytes(), path.parent, f"the tokenized features of {data_path}",
                "lower --max-seq-length, or free memory or disk")
-    features = task.build_features()
+    features = narrowed(task.build_features())
     _save(features, path)
     return features
+
+
+#: Integer types a model-input array may be stored in, narrowest first (Features.batch widens to int64).
+NARROW_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.int32)
+
+
+def narrowed(features: Features) -> Features:
+    """The features with each model-input integer array in the narrowest type that holds its values: token
+    ids under 65,536 in uint16, class labels in uint8, ... (WU-M: 160 -> 104 MB per rank). Host arrays, which
+    the task computes with, and the row bookkeeping keep their types."""
+    arrays = {}
+    for name, array in features.arrays.items():
+        if name not in features.host_arrays and array.dtype.kind in "iu" and array.size:
+            low, high = int(array.min()), int(array.max())
+            fits = next((t for t in NARROW_TYPES if np.iinfo(t).min <= low and high <= np.iinfo(t).max), None)
+            if fits is not None and np.dtype(fits).itemsize < array.dtype.itemsize:
+                array = array.astype(fits)
+        arrays[name] = array
+    return Features(arrays, features.lengths, features.example_of_row, features.sequence_arrays,
+                    features.host_arrays)
 
 
 def _save(features: Features, path: Path) -> None:
