@@ -6,8 +6,7 @@
 #   nice -n 15 bash run_scripts/results_qa.sh              # PROFILE=cpu: MiniLM with frozen blocks, short
 #   PROFILE=gpu RANKS=4 bash run_scripts/results_qa.sh     # FedNLP's scale (untested: no GPU was lent)
 #
-# Not run on the 2-core machine of docs/results.md (see there why); the commands are those of
-# results_classification.sh, whose table was measured. Every budget variable can be overridden.
+# Every budget variable can be overridden; docs/results.md says which rows were run.
 source "$(dirname "$0")/results_common.sh"
 OUT=${OUT:-results/qa}
 PLOTS=${PLOTS:-docs/results/qa}
