@@ -150,9 +150,10 @@ def test_a_run_with_cached_features_reads_no_text_column(bbc, tmp_path: Path) ->
     from fednlp.run.session import open_session
 
     data, part = bbc
-    config = TrainConfig(data=str(data), partition=str(part), method="niid_label_clients=12_alpha=1.0",
-                         model="tiny-bert", max_seq_length=32, out=str(tmp_path / "run"))
-    config.validate()
-    open_session(config, LocalCommunicator(), "first")  # builds the feature cache if no test did yet
-    session = open_session(config, LocalCommunicator(), "second")
+    configs = [TrainConfig(data=str(data), partition=str(part), method="niid_label_clients=12_alpha=1.0",
+                           model="tiny-bert", max_seq_length=32, out=str(tmp_path / name)) for name in ("first", "second")]
+    for config in configs:
+        config.validate()
+    open_session(configs[0], LocalCommunicator(), "first")  # builds the feature cache if no test did yet
+    session = open_session(configs[1], LocalCommunicator(), "second")
     assert session.data.fields.read_names() == []
