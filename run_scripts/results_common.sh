@@ -5,7 +5,10 @@
 # PROFILE=gpu is FedNLP's scale (full fine-tuning, max length 256, 1 local epoch, whole test set) for a
 # machine with a GPU. Each results_<task>.sh sets its budget per profile; any variable can be overridden.
 # OUT (default results/<task>) holds the data file, the partition file and runs/ (outside git: results/ is
-# ignored). Reruns skip runs whose result.json exists, so an interrupted script continues where it stopped.
+# ignored). Each finished run's small files are also kept in git, under RECORDS (default $PLOTS/runs, i.e.
+# docs/results/<task>/runs/): the tables are built from those records, and reruns skip every run recorded
+# there or finished under $OUT/runs, so an interrupted script continues where it stopped even on a fresh
+# checkout. A record has no model/: audits that load the model need the run directory itself.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PROFILE=${PROFILE:-cpu}
@@ -18,10 +21,34 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_T
 root_flags=()
 [ "$(id -u)" -eq 0 ] && root_flags=(--allow-run-as-root)
 
+# Where the records live (PLOTS is set by the script after it sources this file); empty: no records.
+records() { echo "${RECORDS:-${PLOTS:+$PLOTS/runs}}"; }
+
+# The result.json of run $1, recorded or under $OUT/runs; nothing when the run has not finished.
+run_result() {
+  local r
+  r=$(records)
+  if [ -n "$r" ] && [ -f "$r/$1/result.json" ]; then echo "$r/$1/result.json"
+  elif [ -f "$OUT/runs/$1/result.json" ]; then echo "$OUT/runs/$1/result.json"
+  fi
+}
+
+# Copy run $1's config, result, evaluations and per-client scores (not its model) into the records.
+keep_record() {
+  local dir=$OUT/runs/$1 to f
+  [ -n "$(records)" ] && [ -f "$dir/result.json" ] || return 0
+  to=$(records)/$1
+  mkdir -p "$to"
+  for f in config.yaml metrics.jsonl clients.csv result.json; do
+    [ -f "$dir/$f" ] && cp "$dir/$f" "$to/$f"
+  done
+  return 0
+}
+
 # fednlp train with RANKS MPI ranks (plain process when RANKS=1); $1 is the run name under $OUT/runs.
 fed_run() {
   local name=$1; shift
-  [ -f "$OUT/runs/$name/result.json" ] && return 0
+  [ -n "$(run_result "$name")" ] && return 0
   echo "== $(date +%T) train $name" >&2
   if [ "$RANKS" -gt 1 ]; then
     mpirun -n "$RANKS" "${root_flags[@]}" --oversubscribe --bind-to none -x OMP_NUM_THREADS -x HF_HUB_OFFLINE \
@@ -29,13 +56,15 @@ fed_run() {
   else
     "$FEDNLP" train "$@" --out "$OUT/runs/$name" --overwrite true || failed+=("$name")
   fi
+  keep_record "$name"
 }
 
 central_run() {
   local name=$1; shift
-  [ -f "$OUT/runs/$name/result.json" ] && return 0
+  [ -n "$(run_result "$name")" ] && return 0
   echo "== $(date +%T) centralized $name" >&2
   "$FEDNLP" centralized "$@" --out "$OUT/runs/$name" --overwrite true || failed+=("$name")
+  keep_record "$name"
 }
 
 # Every partition group first: the partition file's checksum is part of each run's fingerprint, so adding a
@@ -52,10 +81,13 @@ make_partitions() {
   touch "$part.done"
 }
 
-# The table (Markdown, printed and written to $OUT/leaderboard.md), the CSV and the plots under $PLOTS.
+# The table (Markdown, printed and written to $OUT/leaderboard.md), the CSV and the plots under $PLOTS, from
+# the records (from $OUT/runs when there are none).
 finish_table() {
-  "$FEDNLP" leaderboard "$OUT/runs" --format markdown --out "$OUT/leaderboard.md" ${PLOTS:+--plots "$PLOTS"}
-  "$FEDNLP" leaderboard "$OUT/runs" --format csv --out "$OUT/leaderboard.csv"
+  local runs=$OUT/runs
+  [ -n "$(records)" ] && [ -d "$(records)" ] && runs=$(records)
+  "$FEDNLP" leaderboard "$runs" --format markdown --out "$OUT/leaderboard.md" ${PLOTS:+--plots "$PLOTS"}
+  "$FEDNLP" leaderboard "$runs" --format csv --out "$OUT/leaderboard.csv"
   cat "$OUT/leaderboard.md"
   if [ "${#failed[@]}" -gt 0 ]; then
     echo "failed runs: ${failed[*]}" >&2
@@ -121,12 +153,13 @@ run_central() {  # optimizer seed
 # The grid's best server lr for an algorithm on partition $2 (short name), from the finished seed-0 runs:
 # picked on the evaluation examples themselves (there is no validation split), as docs/results.md says.
 pick_server_lr() {
-  local best="" best_value="" f value
-  for f in "$OUT"/runs/"$1"-lr*-"$2"-s0/result.json; do
-    [ -f "$f" ] || continue
+  local best="" best_value="" lr f value
+  for lr in $GRID; do
+    f=$(run_result "$1-lr$lr-$2-s0")
+    [ -n "$f" ] || continue
     value=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["value"])' "$f")
     if [ -z "$best_value" ] || "$PYTHON" -c 'import sys; sys.exit(not float(sys.argv[1]) > float(sys.argv[2]))' "$value" "$best_value"; then
-      best_value=$value best=${f#"$OUT"/runs/"$1"-lr}; best=${best%%-*}
+      best_value=$value best=$lr
     fi
   done
   echo "$best"
