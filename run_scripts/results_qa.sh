@@ -29,12 +29,15 @@ common=(--data "$data" --model "$MODEL" --max-seq-length "$MAXLEN" ${FREEZE:+--f
         --batch-size "$BATCH" --max-grad-norm 1.0 --eval-batch-size 32 ${EVAL_MAX:+--eval-max-examples "$EVAL_MAX"} --doc-stride 64)
 set_budget
 
-# In order of what the conclusions need (an interrupted script has those rows): the gap on uniform and
-# natural clients and the three recipes on natural clients, then their seeds, then the other partitions,
-# the grid and fedavg's seeds.
+# In order of what the conclusions need (an interrupted script has those rows): the baseline and the three
+# recipes on natural clients with the FedAdam/FedYogi grid beside them (which algorithm is best), the gap on
+# uniform clients and the seeds, then the other partitions and fedavg's seeds.
 run_central adamw 0
-run_recipe fedopt uniform_clients=100 0
 for recipe in fedopt fedavg fedprox; do run_recipe "$recipe" natural_clients=48_field=source 0; done
+for lr in $GRID; do
+  for algorithm in fedadam fedyogi; do run_reddi "$algorithm" "$lr" natural_clients=48_field=source 0; done
+done
+run_recipe fedopt uniform_clients=100 0
 for seed in 1 2; do
   run_central adamw "$seed"
   for p in natural_clients=48_field=source uniform_clients=100; do run_recipe fedopt "$p" "$seed"; done
@@ -42,10 +45,8 @@ done
 for p in "${partitions[@]}"; do
   for recipe in fedopt fedavg fedprox; do run_recipe "$recipe" "$p" 0; done
 done
-for lr in $GRID; do
-  for algorithm in fedadam fedyogi; do run_reddi "$algorithm" "$lr" natural_clients=48_field=source 0; done
-done
 for seed in 1 2; do run_recipe fedavg natural_clients=48_field=source "$seed"; done
+run_recipe fedprox natural_clients=48_field=source 1
 for algorithm in fedadam fedyogi; do
   lr=$(pick_server_lr "$algorithm" natural)
   [ -z "$lr" ] || run_reddi "$algorithm" "$lr" uniform_clients=100 0
