@@ -53,7 +53,8 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
 def _png(fig: Any) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    # The legends sit outside the axes (right of them): a tight bounding box keeps them in the image.
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     return buf.getvalue()
 
 
