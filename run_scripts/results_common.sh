@@ -5,8 +5,8 @@
 # PROFILE=gpu is FedNLP's scale (full fine-tuning, max length 256, 1 local epoch, whole test set) for a
 # machine with a GPU. Each results_<task>.sh sets its budget per profile; any variable can be overridden.
 # OUT (default results/<task>) holds the data file, the partition file and runs/ (outside git: results/ is
-# ignored). Each finished run's small files are also kept in git, under RECORDS (default $PLOTS/runs, i.e.
-# docs/results/<task>/runs/): the tables are built from those records, and reruns skip every run recorded
+# ignored). Each finished run's small files are also kept in git, under RECORDS (default, with the default
+# OUT: $PLOTS/runs, i.e. docs/results/<task>/runs/): the tables are built from those records, and reruns skip every run recorded
 # there or finished under $OUT/runs, so an interrupted script continues where it stopped even on a fresh
 # checkout. A record has no model/: audits that load the model need the run directory itself.
 set -euo pipefail
@@ -21,8 +21,14 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_T
 root_flags=()
 [ "$(id -u)" -eq 0 ] && root_flags=(--allow-run-as-root)
 
-# Where the records live (PLOTS is set by the script after it sources this file); empty: no records.
-records() { echo "${RECORDS:-${PLOTS:+$PLOTS/runs}}"; }
+# Where the records live: RECORDS, else $PLOTS/runs when OUT is the documented table's results/<task> (PLOTS
+# is docs/results/<task>, set by the script after it sources this file). A variant with another OUT (e.g.
+# another learning rate) keeps no records unless RECORDS is given: its runs must not be taken for the table's.
+records() {
+  if [ -n "${RECORDS:-}" ]; then echo "$RECORDS"
+  elif [ -n "${PLOTS:-}" ] && [ "$OUT" = "results/$(basename "$PLOTS")" ]; then echo "$PLOTS/runs"
+  fi
+}
 
 # The result.json of run $1, recorded or under $OUT/runs; nothing when the run has not finished.
 run_result() {

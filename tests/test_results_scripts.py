@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def helpers(tmp_path: Path, script: str) -> str:
     """Run `script` in bash after sourcing results_common.sh with OUT and PLOTS under tmp_path; its stdout."""
-    prelude = f'source run_scripts/results_common.sh; OUT={tmp_path}/out PLOTS={tmp_path}/plots GRID="1e-2 1e-1"\n'
+    prelude = (f"source run_scripts/results_common.sh; OUT={tmp_path}/out PLOTS={tmp_path}/plots "
+               f'RECORDS={tmp_path}/plots/runs GRID="1e-2 1e-1"\n')
     done = subprocess.run(["bash", "-c", prelude + script], cwd=ROOT, capture_output=True, text=True, check=True)
     return done.stdout
 
@@ -46,3 +47,12 @@ def test_grid_pick_reads_records_and_run_directories(tmp_path):
     finished_run(tmp_path / "out" / "runs", "fedadam-lr1e-1-a1.0-s1", 0.9)  # not seed 0: not in the pick
     assert helpers(tmp_path, "pick_server_lr fedadam a1.0").strip() == "1e-1"
     assert helpers(tmp_path, "pick_server_lr fedyogi a1.0").strip() == ""
+
+
+def test_records_default_to_the_documented_table_only():
+    # The table's own OUT records under docs/results/<task>/runs; a variant's OUT (another learning rate, say)
+    # must record nothing there, or its runs would be skipped as done and mixed into the table.
+    script = "source run_scripts/results_common.sh; PLOTS=docs/results/qa; OUT=results/qa; echo \"[$(records)]\"; "
+    script += "OUT=results/qa-lr1e-4; echo \"[$(records)]\"; RECORDS=/tmp/r; echo \"[$(records)]\""
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["[docs/results/qa/runs]", "[]", "[/tmp/r]"]
