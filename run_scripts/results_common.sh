@@ -6,9 +6,9 @@
 # machine with a GPU. Each results_<task>.sh sets its budget per profile; any variable can be overridden.
 # OUT (default results/<task>) holds the data file, the partition file and runs/ (outside git: results/ is
 # ignored). Each finished run's small files are also kept in git, under RECORDS (default, with the default
-# OUT: $PLOTS/runs, i.e. docs/results/<task>/runs/): the tables are built from those records, and reruns skip every run recorded
-# there or finished under $OUT/runs, so an interrupted script continues where it stopped even on a fresh
-# checkout. A record has no model/: audits that load the model need the run directory itself.
+# OUT: $PLOTS/runs, i.e. docs/results/<task>/runs/): the tables are built from those records, and reruns
+# skip every run recorded there or finished under $OUT/runs, so an interrupted script continues where it
+# stopped even on a fresh checkout. A record has no model/: audits that load the model need the run directory itself.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PROFILE=${PROFILE:-cpu}

@@ -42,11 +42,14 @@ def test_a_recorded_run_counts_as_finished_without_its_run_directory(tmp_path):
 
 
 def test_grid_pick_reads_records_and_run_directories(tmp_path):
-    finished_run(tmp_path / "plots" / "runs", "fedadam-lr1e-2-a1.0-s0", 0.4)
+    # The best seed-0 run is only recorded (1e-2, "-" inside the lr); the other only in its run directory.
+    finished_run(tmp_path / "plots" / "runs", "fedadam-lr1e-2-a1.0-s0", 0.6)
     finished_run(tmp_path / "out" / "runs", "fedadam-lr1e-1-a1.0-s0", 0.5)
     finished_run(tmp_path / "out" / "runs", "fedadam-lr1e-1-a1.0-s1", 0.9)  # not seed 0: not in the pick
-    assert helpers(tmp_path, "pick_server_lr fedadam a1.0").strip() == "1e-1"
-    assert helpers(tmp_path, "pick_server_lr fedyogi a1.0").strip() == ""
+    finished_run(tmp_path / "out" / "runs", "fedyogi-lr1e-1-a1.0-s0", 0.2)
+    assert helpers(tmp_path, "pick_server_lr fedadam a1.0").strip() == "1e-2"
+    assert helpers(tmp_path, "pick_server_lr fedyogi a1.0").strip() == "1e-1"
+    assert helpers(tmp_path, "pick_server_lr fedavg a1.0").strip() == ""
 
 
 def test_records_default_to_the_documented_table_only():
