@@ -11,47 +11,36 @@ import sys
 import typing
 from typing import Callable
 
+from fednlp.audit.commands import add_audit_commands
 from fednlp.errors import RunDiverged, RunInterrupted, UserError
+from fednlp.fairness.commands import add_fairness_command
 
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    from fednlp.data.readers import ReaderOptions
+    from fednlp.options import add_option_arguments
+
     data = sub.add_parser("data", help="prepare data files")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     p = data_sub.add_parser(
         "prepare",
         help="read a raw dataset and write a data file (HDF5)",
         description="Read a raw dataset (a file or folder as it lies in ../shared/data, or hf:NAME[:CONFIG]) "
-        "and write the data file of DESIGN.md.",
+        "and write the data file of docs/design.md.",
     )
     p.add_argument("--dataset", required=True, help="reader name (see `fednlp data list`) or hf:NAME[:CONFIG]")
     p.add_argument("--source", required=True, help="the dataset's file or folder")
     p.add_argument("--out", required=True, help="data file to write (.h5)")
-    p.add_argument("--text-column", help="text column (csv/tsv/jsonl/hf)")
-    p.add_argument("--label-column", help="label column (csv/tsv/jsonl/hf)")
-    p.add_argument("--token-column", type=int, default=0, help="token column index (conll), default 0")
-    p.add_argument("--tag-column", type=int, default=-1, help="tag column index (conll), default -1 (last)")
-    p.add_argument("--source-column", help="seq2seq source column (jsonl/hf), or per-example group column")
-    p.add_argument("--target-column", help="seq2seq target column (jsonl/hf)")
-    p.add_argument("--user-column", help="who wrote each example, stored as field user (csv/tsv/jsonl/hf)")
-    p.add_argument("--time-column", help="when, as a number, stored as field order (csv/tsv/jsonl/hf)")
-    p.add_argument("--group-column", help="protected group for group fairness, stored as field group "
-                   "(csv/tsv/jsonl/hf)")
-    p.add_argument("--task", help="task type for hf: datasets: text_classification, sequence_tagging, "
-                   "span_extraction or seq2seq")
-    p.add_argument("--test-fraction", type=float, help="make a seeded test split of this fraction")
-    p.add_argument("--seed", type=int, default=0, help="seed of the test split")
+    add_option_arguments(p, ReaderOptions)  # --text-column ... --bad-records: fednlp/data/readers/__init__.py
     p.add_argument("--name", help="the dataset's name in run records and leaderboards (default: --dataset)")
-    p.add_argument("--bad-records", choices=("error", "skip"), default="error",
-                   help="a malformed raw record (a row, line, sentence or question): error (default) refuses the "
-                   "whole file naming FILE:LINE; skip drops it with a warning naming FILE:LINE and lists it in the "
-                   "data file's attributes (skipped_records, skipped_locations)")
     p.set_defaults(func=cmd_data_prepare)
     lst = data_sub.add_parser("list", help="list the dataset readers")
     lst.set_defaults(func=cmd_data_list)
 
 
 def _add_partition_commands(sub: argparse._SubParsersAction) -> None:
-    from fednlp.data_partition import METHODS
+    from fednlp.data_partition import PartitionParams
+    from fednlp.options import add_option_arguments, value_arguments
 
     p = sub.add_parser(
         "partition",
@@ -60,17 +49,8 @@ def _add_partition_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, help="data file (.h5)")
     p.add_argument("--out", required=True, help="partition file (.h5), created if missing")
-    p.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
-    p.add_argument("--clients", type=int, required=True, help="number of clients")
-    p.add_argument("--alpha", type=float, help="Dirichlet concentration (niid_label, niid_cluster)")
-    p.add_argument("--beta", type=float, help="Dirichlet concentration of client sizes (niid_quantity)")
-    p.add_argument("--clusters", type=int, help="number of k-means clusters (niid_cluster)")
-    p.add_argument("--labels-per-client", type=int, help="labels per client (pathological)")
-    p.add_argument("--field", help="per-example field whose values are the clients (natural); default source")
-    p.add_argument("--min-examples", type=int, help="natural: drop the values (users) with fewer than K training "
-                   "examples (reported, and recorded in the group)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true",
+    add_option_arguments(p, PartitionParams)  # --method ... --seed: fednlp/data_partition/params.py
+    p.add_argument("--overwrite", default=False, metavar="BOOL", **value_arguments(bool),
                    help="replace a group of the same name made with other settings (another seed, parameters or data "
                    "file, or by FedNLP's scripts); without it such a group is kept and the request refused")
     p.add_argument("--layout", choices=("csr", "fednlp"), default="csr",
@@ -213,22 +193,9 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
     from fednlp.data.prepare import prepare
     from fednlp.data.readers import ReaderOptions
     from fednlp.locks import locked_output
+    from fednlp.options import from_arguments
 
-    options = ReaderOptions(
-        text_column=args.text_column,
-        label_column=args.label_column,
-        token_column=args.token_column,
-        tag_column=args.tag_column,
-        source_column=args.source_column,
-        target_column=args.target_column,
-        task=args.task,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        bad_records=args.bad_records,
-        user_column=args.user_column,
-        time_column=args.time_column,
-        group_column=args.group_column,
-    )
+    options = from_arguments(ReaderOptions, args)
     check_numbers(options)
     check_output_path(args.out, file="the data file to write (.h5)")
     with locked_output(args.out, f"--out {args.out}"):  # a second prepare of the same file is refused
@@ -255,19 +222,10 @@ def cmd_partition(args: argparse.Namespace) -> None:
     from fednlp.config_checks import check_numbers, check_output_path
     from fednlp.data_partition import PartitionParams, add_partition
     from fednlp.locks import locked_output
+    from fednlp.options import from_arguments
 
-    params = PartitionParams(
-        method=args.method,
-        n_clients=args.clients,
-        alpha=args.alpha,
-        beta=args.beta,
-        clusters=args.clusters,
-        labels_per_client=args.labels_per_client,
-        field=args.field,
-        min_examples=args.min_examples,
-        seed=args.seed,
-    )
-    check_numbers(params, flags={"n_clients": "--clients"})
+    params = from_arguments(PartitionParams, args)
+    check_numbers(params)
     check_output_path(args.out, file="the partition file to write (.h5)")
     with locked_output(args.out, f"--out {args.out}"):  # two commands adding groups would lose one
         group = add_partition(args.data, args.out, params, overwrite=args.overwrite, layout=args.layout)
@@ -283,38 +241,6 @@ def cmd_partition_stats(args: argparse.Namespace) -> None:
     from fednlp.data_partition.stats import partition_stats_report
 
     print(partition_stats_report(args.data, args.partition, args.method, args.plot, args.sizes_plot))
-
-
-def _add_fairness_command(sub: argparse._SubParsersAction) -> None:
-    f = sub.add_parser(
-        "fairness",
-        help="counterfactual and group fairness of a run's saved text classifier",
-        description="Rewrite every test text holding a protected term with its counterpart (built-in binary gender "
-        "pairs, or --pairs) and report prediction flips, probability change and accuracy on original vs rewritten "
-        "texts, per label; per-group accuracy and equal opportunity where the data file has a group field. "
-        "Writes RUN_DIR/fairness.json and the fairness block of RUN_DIR/result.json.",
-    )
-    f.add_argument("run_dir", metavar="RUN_DIR", help="a finished run's directory, holding model/ and config.yaml")
-    f.add_argument("--data", required=True, help="text classification data file (.h5) whose test split is evaluated")
-    f.add_argument("--pairs", help="two-column file of word pairs (tab, comma or space) instead of the built-in "
-                   "gender pairs; each pair is swapped in both directions")
-    f.add_argument("--out", help="write the report JSON here (default RUN_DIR/fairness.json)")
-    f.set_defaults(func=cmd_fairness)
-
-
-def cmd_fairness(args: argparse.Namespace) -> None:
-    from fednlp.fairness.report import fairness_report, format_report, write_report
-
-    report = fairness_report(args.run_dir, args.data, args.pairs)
-    written = write_report(args.run_dir, report, args.out)
-    print(format_report(report))
-    print(f"wrote {written}")
-
-
-def _add_audit_commands(sub: argparse._SubParsersAction) -> None:
-    from fednlp.audit.commands import add_audit_commands
-
-    add_audit_commands(sub)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -355,12 +281,14 @@ def _add_algorithm_options(train: argparse.ArgumentParser) -> None:
     """Every registered algorithm's own options as flags of `fednlp train` (only when training: loading the
     algorithms imports torch, which `fednlp --help` and `fednlp partition` should not wait for)."""
     from fednlp.algorithms.registry import algorithm_option_fields
-    from fednlp.config import _parse_bool
+    from fednlp.options import value_arguments
 
+    taken = {a.dest for a in train._actions} | {s.lstrip("-").replace("-", "_") for a in train._actions
+                                                for s in a.option_strings}
     group = train.add_argument_group("options of the algorithms (each algorithm refuses the others')")
-    for name, (kind, text) in sorted(algorithm_option_fields().items()):
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_parse_bool if kind is bool else kind,
-                           default=None, metavar=kind.__name__.upper(), help=text)
+    for name, (kind, text) in sorted(algorithm_option_fields(reserved=taken).items()):
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=kind.__name__.upper(),
+                           help=text, **value_arguments(kind))  # a bool option alone means true
 
 
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -368,8 +296,8 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_partition_commands,
     _add_training_commands,
     _add_supervise_command,
-    _add_fairness_command,
-    _add_audit_commands,
+    add_fairness_command,
+    add_audit_commands,
 ]
 
 #: Each command's help line and the group that builds its parser. `fednlp --help` lists them without building
@@ -386,10 +314,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse._SubParsersAction], None]]] = 
     "algorithms": ("list the registered federated algorithms", _add_training_commands),
     "supervise": ("run a training command; resume it from its newest checkpoint when the job dies (at most N "
                   "times)", _add_supervise_command),
-    "fairness": ("counterfactual and group fairness of a run's saved text classifier", _add_fairness_command),
+    "fairness": ("counterfactual and group fairness of a run's saved text classifier", add_fairness_command),
     "audit": ("privacy audit of a run's saved model: membership inference, canary exposure and extraction",
-              _add_audit_commands),
-    "canaries": ("insert canaries (secrets) into a data file and partition", _add_audit_commands),
+              add_audit_commands),
+    "canaries": ("insert canaries (secrets) into a data file and partition", add_audit_commands),
 }
 
 

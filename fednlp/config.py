@@ -1,16 +1,17 @@
 """One typed config, loaded from YAML and command-line flags of the same names, validated once.
 
-The dataclass is the schema: each field becomes `--field-name` (underscores to dashes), YAML keys use
-either spelling, flags override YAML, YAML overrides defaults. Bools parse "true/false/1/0/yes/no".
+The dataclass is the schema (fednlp/options.py): each field becomes `--field-name` (underscores to dashes), YAML
+keys use either spelling, flags override YAML, YAML overrides defaults. Bools parse "true/false/1/0/yes/no", and a
+bool flag given alone means true (`--quiet`). A feature owns its options as a section (DPOptions in
+fednlp/privacy/options.py, ContinualOptions in fednlp/federation/continual.py): flat flags (`--dp-clip`,
+`--periods`), a YAML mapping (`dp: {clip: 1.0}`; the flat keys of older files still load).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,11 @@ import yaml
 
 from fednlp.config_checks import check_run_config
 from fednlp.errors import UserError
-from fednlp.privacy.options import check_dp_config
-
-
-def _opt(help: str, **kwargs: Any) -> Any:
-    default = kwargs.pop("default", None)
-    return field(default=default, metadata={"help": help, **kwargs})
+from fednlp.federation.continual import ContinualOptions
+from fednlp.options import Flat, flat_options, flat_values, options_from_values, section, value_arguments
+from fednlp.options import option as _opt
+from fednlp.options import parse_bool
+from fednlp.privacy.options import DPOptions
 
 
 @dataclass
@@ -111,12 +111,8 @@ class TrainConfig(RunConfig):
                                    "fedadagrad and fedopt)")
     sampler: str = _opt("client sampler: uniform (default), uniform_ht, activity, or a plugin's "
                         "(see fednlp/algorithms/samplers.py)", default="uniform")
-    continual: bool = _opt("continual FL: data arrives over time by the data's order field, cut into --periods; "
-                           "a device trains on what it holds now (fednlp/federation/continual.py)", default=False)
-    periods: int | None = _opt("--continual: consecutive periods of the stream")
-    rounds_per_period: int | None = _opt("--continual: rounds per period (--rounds becomes periods x this)")
-    storage_limit: int | None = _opt("--continual: a device keeps at most B examples, deleting its oldest first "
-                                     "(default: unlimited)")
+    # Continual FL (fednlp/federation/continual.py): --continual, --periods, ..., a `continual:` section in YAML.
+    continual: ContinualOptions = section(ContinualOptions)
     activity_power: float = _opt("--sampler activity: inclusion proportional to n_k ** G (0 uniform, 0.5, 1 the "
                                  "default); Horvitz-Thompson weights keep the aggregate unbiased", default=1.0)
     # The algorithms' own options (fedprox's --mu, the adaptive servers' --beta1/--beta2/--tau, a plugin's...),
@@ -132,29 +128,12 @@ class TrainConfig(RunConfig):
     on_nonfinite: str = _opt("a client whose loss or update is NaN or infinite: stop (exit 3, the last finite "
                              "checkpoint kept) or skip-client (left out of the round, the rest renormalised)",
                              default="stop")
-    # Differential privacy (fednlp/privacy/; docs/privacy.md): one block, checked by check_dp_config.
-    dp: str = _opt("differential privacy: none, client (DP-FedAvg: clip each client's update, noise the sum) or "
-                   "sample (DP-SGD inside each client)", default="none")
-    dp_clip: str | None = _opt("DP clip norm C (a positive number), or 'adaptive' (client level: Andrew et al. 2021)")
-    dp_clip_init: float = _opt("--dp-clip adaptive: the initial clip norm", default=0.1)
-    dp_noise_multiplier: float | None = _opt("DP noise multiplier Z (noise std = Z C); or give --dp-epsilon")
-    dp_epsilon: float | None = _opt("DP budget: calibrate Z to it (or, with --dp-noise-multiplier, refuse more "
-                                    "rounds than it allows)")
-    dp_delta: float | None = _opt("DP delta (default 1/N: N clients at client level, training examples at "
-                                  "sample level)")
-    dp_target_quantile: float = _opt("--dp-clip adaptive: the fraction of clients left unclipped", default=0.5)
-    dp_clip_lr: float = _opt("--dp-clip adaptive: the geometric learning rate of the clip norm", default=0.2)
-    dp_noise_cohort_size: int | None = _opt("client level: noise as if this many clients took part per round "
-                                            "(the accounting then assumes that deployment's population)")
-    dp_grad_sample: str = _opt("--dp sample: per-example clipping by Opacus's per-example gradients (hooks) or by "
-                               "ghost clipping (ghost: per-example norms without the gradients, two backward "
-                               "passes; docs/privacy.md)", default="hooks")
-    dp_accept_sampler_bound: bool = _opt("allow --dp with a sampler that has no exact accounting, bounded with its "
-                                         "largest inclusion probability as a Poisson rate", default=False)
+    # Differential privacy (fednlp/privacy/; docs/privacy.md): --dp and the --dp-* flags, a `dp:` section in YAML.
+    dp: DPOptions = section(DPOptions)
 
     def validate(self) -> None:
         super().validate()
-        check_dp_config(self)  # fednlp/privacy/options.py
+        self.dp.validate(self)  # fednlp/privacy/options.py
         if not self.partition:
             raise UserError("--partition is required")
         if not self.method:
@@ -173,12 +152,8 @@ class TrainConfig(RunConfig):
             raise UserError(f"--server-lr must be positive, got {self.server_lr}")
         if not 0 <= self.holdout_clients < 1:
             raise UserError(f"--holdout-clients must be a fraction in [0, 1), got {self.holdout_clients}")
-        if self.continual:
-            if self.periods is None or self.rounds_per_period is None:
-                raise UserError("--continual needs --periods P and --rounds-per-period R")
-            self.rounds = self.periods * self.rounds_per_period
-        elif self.periods is not None or self.rounds_per_period is not None or self.storage_limit is not None:
-            raise UserError("--periods, --rounds-per-period and --storage-limit apply only with --continual true")
+        self.continual.validate()  # fednlp/federation/continual.py
+        self.rounds = self.continual.rounds or self.rounds
         if self.eval_clients is not None and not (self.eval_clients == "all" or self.eval_clients.isdigit()
                                                   or self.eval_clients.startswith("ids:")):
             raise UserError(f"--eval-clients must be all, a number of clients or ids:ID,ID,..., got {self.eval_clients!r}")
@@ -205,57 +180,51 @@ class CentralizedConfig(RunConfig):
             raise UserError("--epochs and --steps must be positive")
 
 
-def _parse_bool(text: str) -> bool:
-    lowered = str(text).strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _base_type(annotation: Any) -> type:
-    hint = annotation if not isinstance(annotation, str) else eval(annotation, vars(typing))  # noqa: S307
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    return hint
-
-
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type,
                          extra: dict[str, tuple[type, str]] | None = None) -> None:
-    """One flag per field (and per `extra` option: name -> (type, help)), default None so that only what the
-    user typed overrides the YAML."""
+    """One flag per option (a section's flat: --dp-clip), and per `extra` option (name -> (type, help)), default
+    None so that only what the user typed overrides the YAML."""
     parser.add_argument("--config", help="YAML file of options (flags override it)")
-    options = [(f.name, _base_type(f.type), f.metadata.get("help", ""), f.metadata.get("flag"))
-               for f in fields(config_cls) if f.metadata.get("cli", True)]
-    for name, kind, text, flag in options + [(n, k, t, None) for n, (k, t) in (extra or {}).items()]:
-        parse = _parse_bool if kind is bool else kind
-        flags = [f"--{flag}"] if flag else []
-        parser.add_argument(*flags, f"--{name.replace('_', '-')}", dest=name, type=parse, default=None,
-                            metavar=kind.__name__.upper(), help=text)
+    for o in flat_options(config_cls):
+        parser.add_argument(*o.flags, dest=o.name, default=None, metavar=o.kind.__name__.upper(),
+                            **o.help_arguments(), **value_arguments(o.kind))
+    for name, (kind, text) in (extra or {}).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=kind.__name__.upper(),
+                            help=text, **value_arguments(kind))
 
 
 def load_config(config_cls: type, args: argparse.Namespace, base: dict[str, Any] | None = None,
                 extra: dict[str, tuple[type, str]] | None = None) -> Any:
-    """Defaults < `base` (e.g. a resumed run's config) < --config YAML < flags. `extra` (name -> (type, help))
-    are the algorithms' options: they go to the config's `algorithm_args`."""
+    """Defaults < `base` (e.g. a resumed run's config) < --config YAML < flags. `base` and the YAML's values are
+    flat (as read_yaml_config returns them). `extra` (name -> (type, help)) are the algorithms' options: they go
+    to the config's `algorithm_args`."""
     values: dict[str, Any] = dict(base or {})
     if getattr(args, "config", None):
         values.update(read_yaml_config(args.config, config_cls, extra))
-    for name in [f.name for f in fields(config_cls)] + list(extra or {}):
+    for name in [o.name for o in flat_options(config_cls)] + list(extra or {}):
         given = getattr(args, name, None)
         if given is not None:
             values[name] = given
-    extras = {name: values.pop(name) for name in list(values) if name in (extra or {})}
-    if extras:
-        values["algorithm_args"] = {**values.get("algorithm_args", {}), **extras}
-    config = config_cls(**values)
+    config = build_config(config_cls, values, extra)
     config.validate()
     return config
 
 
+def build_config(config_cls: type, values: dict[str, Any], extra: dict[str, tuple[type, str]] | None = None) -> Any:
+    """The config from flat values (read_yaml_config's): sections gathered, the algorithms' options (`extra`)
+    into `algorithm_args`; not validated."""
+    values = dict(values)
+    extras = {name: values.pop(name) for name in list(values) if name in (extra or {})}
+    kwargs = options_from_values(config_cls, values)
+    if extras or "algorithm_args" in values:
+        kwargs["algorithm_args"] = {**values.get("algorithm_args", {}), **extras}
+    return config_cls(**kwargs)
+
+
 def read_yaml_config(path: str | Path, config_cls: type, extra: dict[str, tuple[type, str]] | None = None
                      ) -> dict[str, Any]:
+    """The file's options as flat names (dp_clip, whether the file says `dp: {clip: ...}` or `dp_clip: ...`),
+    each parsed to its type; a one-line UserError for anything else."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--config {path} does not exist")
@@ -265,11 +234,12 @@ def read_yaml_config(path: str | Path, config_cls: type, extra: dict[str, tuple[
         raise UserError(f"--config {path} is not valid YAML ({exc.__class__.__name__})") from None
     if not isinstance(raw, dict):
         raise UserError(f"--config {path} must hold a mapping of option: value")
-    known = {f.name: _base_type(f.type) for f in fields(config_cls) if f.metadata.get("cli", True)}
+    known = {o.name: o.kind for o in flat_options(config_cls)}
     known.update({name: kind for name, (kind, _) in (extra or {}).items()})
+    aliases = {o.field.metadata["flag"].replace("-", "_"): o.name for o in flat_options(config_cls)
+               if o.field.metadata.get("flag")}
     values = {}
-    aliases = {f.metadata["flag"].replace("-", "_"): f.name for f in fields(config_cls) if f.metadata.get("flag")}
-    for key, value in raw.items():
+    for key, value in _flat_yaml(raw, path, flat_options(config_cls)):
         name = str(key).replace("-", "_")
         name = aliases.get(name, name)
         if name not in known:
@@ -277,15 +247,43 @@ def read_yaml_config(path: str | Path, config_cls: type, extra: dict[str, tuple[
         kind = known[name]
         if value is not None:
             try:
-                value = _parse_bool(value) if kind is bool else kind(value)
+                value = parse_bool(value) if kind is bool else kind(value)
             except (TypeError, ValueError, argparse.ArgumentTypeError):
                 raise UserError(f"--config {path}: {key} must be {kind.__name__}, got {value!r}") from None
         values[name] = value
     return values
 
 
+def _flat_yaml(raw: dict[Any, Any], path: Path, options: list[Flat]) -> list[tuple[str, Any]]:
+    """(key, value) pairs with each section's mapping (`dp: {clip: 1.0}`) spelled flat (dp_clip: 1.0)."""
+    in_section: dict[str, dict[str, str]] = {}
+    for o in options:
+        if len(o.path) == 2:
+            in_section.setdefault(o.path[0], {})[o.path[1]] = o.name
+    pairs = []
+    for key, value in raw.items():
+        section_name = str(key).replace("-", "_")
+        if section_name not in in_section or not isinstance(value, dict):
+            pairs.append((key, value))
+            continue
+        for inner, inner_value in value.items():
+            name = in_section[section_name].get(str(inner).replace("-", "_"))
+            if name is None:
+                raise UserError(f"--config {path}: unknown option {key}.{inner}; known in {key}: "
+                                f"{', '.join(sorted(in_section[section_name]))}")
+            pairs.append((name, inner_value))
+    return pairs
+
+
 def config_dict(config: Any) -> dict[str, Any]:
-    """The resolved config as config.yaml holds it: the algorithm's options beside the others."""
+    """The resolved config as result.json records it: one key per option, by its flag's name (dp_clip), the
+    algorithm's options beside the others (the leaderboard's columns, older records alike)."""
+    return flat_values(type(config), config_sections(config))
+
+
+def config_sections(config: Any) -> dict[str, Any]:
+    """The resolved config as config.yaml holds it: a section's options under its name (dp: {clip: ...}), the
+    algorithm's options beside the others; `--config` and `--resume` read it back."""
     values = dataclasses.asdict(config)
     values.update(values.pop("algorithm_args", {}))
     return values

@@ -14,9 +14,10 @@ import os
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from fednlp.errors import UserError
+from fednlp.options import flat_name
 
 
 @dataclass(frozen=True)
@@ -62,18 +63,20 @@ RANGES: dict[str, Range] = {
 DEFAULT = NON_NEGATIVE
 
 
-def check_numbers(options: Any, flags: Mapping[str, str] | None = None) -> None:
-    """Raise UserError for the first numeric field of dataclass `options` that is not a number in its range.
-
-    `flags` names the command-line flag of a field whose flag is not `--<field-name>` (e.g. n_clients:
-    --clients)."""
+def check_numbers(options: Any) -> None:
+    """Raise UserError for the first numeric field of dataclass `options` (a section's fields too: TrainConfig's
+    dp) that is not a number in its range. Errors name the field's flag (fednlp/options.py: --clients for
+    n_clients, --dp-epsilon for dp.epsilon)."""
     hints = typing.get_type_hints(type(options))
     for f in fields(options):
-        kind = _numeric_kind(hints[f.name])
         value = getattr(options, f.name)
+        if "section" in f.metadata:
+            check_numbers(value)
+            continue
+        kind = _numeric_kind(hints[f.name])
         if kind is None or value is None:
             continue
-        flag = (flags or {}).get(f.name, f"--{f.name.replace('_', '-')}")
+        flag = f"--{flat_name(type(options), f).replace('_', '-')}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{flag} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
         if kind is int and not float(value).is_integer():
@@ -82,7 +85,7 @@ def check_numbers(options: Any, flags: Mapping[str, str] | None = None) -> None:
             raise UserError(f"{flag} must be a finite number, got {value}")
         if kind is int and abs(value) > INT64:  # numpy and torch take 64-bit integers
             raise UserError(f"{flag} {value} is out of range (at most {INT64} in magnitude)")
-        allowed = RANGES.get(f.name, DEFAULT)
+        allowed = RANGES.get(flat_name(type(options), f), RANGES.get(f.name, DEFAULT))
         if value not in allowed:
             raise UserError(f"{flag} must {allowed.text}, got {value}")
 

@@ -4,12 +4,14 @@ whole platform (data files, partition files, run files, checkpoints, caches, plo
 `atomic_output` yields a temporary path beside the target (same directory, so the rename is atomic on
 POSIX); the target appears, whole, only when the block ends without an exception, and the temporary file
 is removed whatever happens. A crash or an error leaves either the old file or none, never a partial one.
+A directory (a saved model) is written the same way: the block makes the temporary path a directory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -19,16 +21,27 @@ from typing import Iterator
 @contextmanager
 def atomic_output(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """A temporary path beside `path` (ending in `suffix`, for writers that insist on an extension, e.g.
-    matplotlib or numpy), renamed onto `path` when the block succeeds."""
+    matplotlib or numpy), renamed onto `path` when the block succeeds. A directory replaces the old one,
+    which is removed just before the rename (no rename lands on a non-empty directory): a crash at that
+    instant leaves no directory, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+    _remove(tmp)  # left by a crashed process that had this pid
     try:
         yield tmp
+        if tmp.is_dir() and path.is_dir():
+            shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = False) -> None:

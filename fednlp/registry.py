@@ -20,7 +20,10 @@ class Registry(Mapping[str, T], Generic[T]):
     def __init__(self, kind: str, option: str, builtins: tuple[str, ...] = (), group: str | None = None,
                  base: type | None = None):
         """`builtins`: modules whose import registers the built-in entries (imported on first use); `group`:
-        the entry-point group of installed plugins, whose entries must subclass `base`."""
+        the entry-point group of installed plugins. With a `base`, an entry point names a subclass of it,
+        registered under the entry point's name; without one (entries that are not classes: readers,
+        partition methods), it names a module or function whose import registers the entry point's name
+        with the registry's decorator."""
         self.kind, self.option, self.builtins, self.group, self.base = kind, option, builtins, group, base
         self.entries: dict[str, T] = {}
         self._loaded = False
@@ -49,16 +52,26 @@ class Registry(Mapping[str, T], Generic[T]):
             for module in self.builtins:
                 importlib.import_module(module)
         for entry in entry_points(group=self.group) if self.group else ():
-            loaded = entry.load()
-            if self.base is not None and not (isinstance(loaded, type) and issubclass(loaded, self.base)):
-                raise UserError(f"entry point {entry.name} = {entry.value} of group {self.group} is not a subclass "
-                                f"of {self.base.__module__}.{self.base.__name__}")
-            if self.entries.get(entry.name) is not loaded:
-                try:
-                    self.register(entry.name)(loaded)
-                except ValueError as exc:
-                    raise UserError(f"entry point {entry.name} = {entry.value} of group {self.group}: {exc}") from None
+            self._add_plugin(entry)
         return self.entries
+
+    def _add_plugin(self, entry: Any) -> None:
+        where = f"entry point {entry.name} = {entry.value} of group {self.group}"
+        try:
+            loaded = entry.load()
+        except ValueError as exc:  # importing it registered a name already taken
+            raise UserError(f"{where}: {exc}") from None
+        if self.base is None:
+            if entry.name not in self.entries:
+                raise UserError(f"{where} registers no {self.kind} named {entry.name!r} when imported")
+            return
+        if not (isinstance(loaded, type) and issubclass(loaded, self.base)):
+            raise UserError(f"{where} is not a subclass of {self.base.__module__}.{self.base.__name__}")
+        if self.entries.get(entry.name) is not loaded:
+            try:
+                self.register(entry.name)(loaded)
+            except ValueError as exc:
+                raise UserError(f"{where}: {exc}") from None
 
     def get(self, name: str, hint: str = "") -> T:  # type: ignore[override]
         known = self.load()

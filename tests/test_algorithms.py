@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from fednlp.algorithms.base import Algorithm, parse_options
+from fednlp.algorithms.interface import Algorithm, parse_options
 from fednlp.algorithms.fedavg import FedAvg
 from fednlp.algorithms.fedprox import FedProx
 from fednlp.algorithms.registry import Registry, get_algorithm, load_algorithms, register_algorithm
@@ -216,7 +216,7 @@ def test_registry_refuses_duplicates_and_names_the_known_algorithms() -> None:
 def test_algorithm_options_and_server_lr_rules() -> None:
     from dataclasses import dataclass
 
-    from fednlp.algorithms.base import algorithm_option
+    from fednlp.algorithms.interface import algorithm_option
 
     @dataclass(frozen=True)
     class Opts:

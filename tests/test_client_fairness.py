@@ -14,7 +14,7 @@ from fednlp.algorithms.qfedavg import QFedAvg
 from fednlp.cli import main
 from fednlp.config import TrainConfig
 from fednlp.fairness.client_stats import client_statistics
-from fednlp.federation.client_updates import ClientUpdate
+from fednlp.algorithms.interface import ClientUpdate
 from fednlp.federation.round_plan import make_context
 
 METHOD = "niid_label_clients=12_alpha=1.0"  # the partition of the `bbc` fixture (conftest.py)

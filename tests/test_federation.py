@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from fednlp.cli import main
-from fednlp.config import TrainConfig
+from fednlp.config import TrainConfig, config_dict
 from fednlp.federation.clients import read_clients
 from fednlp.algorithms.samplers import UniformSampler
 from fednlp.federation.cohort import assign_to_ranks
@@ -73,7 +72,7 @@ def test_fedavg_round_equals_the_explicit_weighted_average(bbc, tmp_path: Path) 
 
     local_models, weights = [], []
     for client in range(clients.n_clients):
-        rows = federation.client_rows(client)
+        rows = federation.data.rows(client, 0)
         federation.flat.flat.copy_(start)
         rng = round_rng(config.seed, 0, 1, client)
         torch.manual_seed(int(rng.integers(2**62)))
@@ -90,7 +89,7 @@ def test_fedavg_round_equals_the_explicit_weighted_average(bbc, tmp_path: Path) 
 
 
 def _run_dump(config: TrainConfig, out: Path, ranks: int) -> dict:
-    run_script("federated_dump.py", [json.dumps(asdict(config)), str(out)], ranks)
+    run_script("federated_dump.py", [json.dumps(config_dict(config)), str(out)], ranks)
     return json.loads(Path(str(out) + ".json").read_text())
 
 

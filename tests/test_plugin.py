@@ -88,7 +88,7 @@ def test_installed_plugin_under_mpirun_equals_one_process(installed, bbc, tmp_pa
 
 
 def test_plugin_clips_client_updates_and_adds_rank_identical_noise(monkeypatch) -> None:
-    from fednlp.federation.client_updates import ClientUpdate
+    from fednlp.algorithms.interface import ClientUpdate
     from fednlp.federation.round_plan import make_context
 
     spec = importlib.util.spec_from_file_location("fednlp_plugin_example", PLUGIN / "fednlp_plugin_example.py")

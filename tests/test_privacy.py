@@ -24,7 +24,7 @@ from fednlp.cli import main
 from fednlp.config import TrainConfig
 from fednlp.data.datafile import read_attributes
 from fednlp.errors import UserError
-from fednlp.federation.client_updates import ClientUpdate
+from fednlp.algorithms.interface import ClientUpdate
 from fednlp.federation.clients import read_clients
 from fednlp.federation.communicator import LocalCommunicator
 from fednlp.federation.round_plan import make_context
@@ -32,6 +32,8 @@ from fednlp.federation.runtime import Federation
 from fednlp.run.session import open_session
 from fednlp.privacy.accounting import Accountant, Sampling, calibrate_noise
 from fednlp.privacy.client_dp import CONTRIBUTED, UNCLIPPED, with_client_dp
+from fednlp.federation.continual import ContinualOptions
+from fednlp.privacy.options import DPOptions
 from fednlp.privacy.plan import privatize
 from fednlp.privacy.settings import ClientDPSettings
 
@@ -195,7 +197,7 @@ def test_no_noise_and_no_clipping_equals_fedavg_with_equal_client_weights(bbc, t
 
     weights = []
     for cfg, make in ((config(), EqualWeights),
-                      (config(dp="client", dp_clip="inf", dp_noise_multiplier=0.0), None)):
+                      (config(dp=DPOptions("client", clip="inf", noise_multiplier=0.0)), None)):
         session = open_session(cfg, LocalCommunicator(), "x")
         clients = read_clients(cfg.partition, cfg.method, session.data.n_examples, cfg.data)
         sampler = get_sampler(cfg.sampler)()
@@ -210,7 +212,7 @@ def test_an_empty_poisson_round_still_adds_the_noise(bbc, tmp_path: Path) -> Non
     data, part = bbc
     cfg = TrainConfig(data=str(data), partition=str(part), method=METHOD, model="tiny-bert", rounds=1,
                       clients_per_round=1, local_steps=1, batch_size=8, max_seq_length=32, sampler="poisson",
-                      out=str(tmp_path / "run"), seed=0, dp="client", dp_clip="1.0", dp_noise_multiplier=1.0)
+                      out=str(tmp_path / "run"), seed=0, dp=DPOptions("client", clip="1.0", noise_multiplier=1.0))
     cfg.validate()
     sampler = PoissonSampler()
     empty = next(r for r in range(200) if len(sampler.sample(cfg.seed, r, np.ones(12), 1)) == 0)
@@ -409,7 +411,7 @@ def test_bad_dp_input_is_one_line_exit_2_before_training(bbc, tmp_path: Path, ca
 def test_the_largest_feasible_rounds_named_is_feasible(bbc) -> None:
     data, part = bbc
     cfg = TrainConfig(data=str(data), partition=str(part), method=METHOD, rounds=50, clients_per_round=4,
-                      sampler="poisson", dp="client", dp_clip="1", dp_noise_multiplier=1.0, dp_epsilon=2.0)
+                      sampler="poisson", dp=DPOptions("client", clip="1", noise_multiplier=1.0, epsilon=2.0))
     cfg.validate()
     sampler, sizes = PoissonSampler(), np.ones(12)
     with pytest.raises(UserError) as refused:
@@ -428,13 +430,13 @@ def test_dp_sgd_under_continual_is_refused_and_client_dp_is_not(bbc) -> None:
     does not account; client-level sampling does not depend on holdings."""
     data, part = bbc
     cfg = TrainConfig(data=str(data), partition=str(part), method=METHOD, rounds=4, clients_per_round=4,
-                      sampler="poisson", dp="sample", dp_clip="1", dp_noise_multiplier=1.0, local_steps=1,
-                      continual=True, periods=2, rounds_per_period=2)
+                      sampler="poisson", dp=DPOptions("sample", clip="1", noise_multiplier=1.0), local_steps=1,
+                      continual=ContinualOptions(enabled=True, periods=2, rounds_per_period=2))
     cfg.validate()
     sizes = np.full(12, 20)
     with pytest.raises(UserError, match="--dp sample with --continual true"):
         privatize(FedAvg(cfg), cfg, PoissonSampler(), sizes, None, lambda r: set())
-    cfg.dp = "client"
+    cfg.dp.mechanism = "client"
     privatize(FedAvg(cfg), cfg, PoissonSampler(), sizes, None, lambda r: set())  # accepted
 
 
@@ -456,3 +458,42 @@ def test_sparse_embedding_updates_stay_on_for_client_dp_and_go_off_for_dp_sgd() 
     sample = with_sample_dp(FedAvg, SampleDPSettings(1.0, 1.0, 8, 1, None, 1e-5))(config)
     assert sparse_embedding(model, flat, config, client) is not None
     assert sparse_embedding(model, flat, config, sample) is None
+
+
+def test_a_dp_mechanism_is_a_plugin_found_by_name() -> None:
+    """A new --dp level is one DPMechanism subclass registered by name (in fednlp, or through the
+    `fednlp.dp_mechanisms` entry-point group): --dp's values and help, the config's checks and privatize() find
+    it with no other change (docs/privacy.md, "Adding a mechanism")."""
+    from types import SimpleNamespace
+
+    from fednlp.privacy.mechanisms import DP_MECHANISMS, DPMechanism, dp_choices, dp_help
+    from fednlp.privacy.plan import PrivacyPlan
+
+    calls = []
+
+    class Recorded(DPMechanism):
+        help = "the algorithm as it is, its calls recorded"
+
+        def check(self, options, config):
+            calls.append(("check", options.clip))
+
+        def privatize(self, algorithm, config, sampler, sizes, pool, active_of):
+            calls.append(("privatize", len(pool)))
+            return algorithm, PrivacyPlan(self.name, SimpleNamespace(noise_multiplier=0.0, delta=0.0), [])
+
+    DP_MECHANISMS.register("recorded")(Recorded)
+    try:
+        assert dp_choices() == ("none", "client", "sample", "recorded")
+        assert dp_help().endswith("sample (DP-SGD inside each client) or recorded (the algorithm as it is, its "
+                                  "calls recorded)")
+        cfg = TrainConfig(data="d", partition="p", method="m", dp=DPOptions("recorded", clip="2",
+                                                                            noise_multiplier=1.0))
+        cfg.validate()
+        algorithm = FedAvg(cfg)
+        same, plan = privatize(algorithm, cfg, PoissonSampler(), np.ones(12), np.arange(10), None)
+        assert same is algorithm and plan.level == "recorded"
+        assert calls == [("check", "2"), ("privatize", 10)]
+    finally:
+        del DP_MECHANISMS.entries["recorded"]
+    with pytest.raises(UserError, match="--dp must be one of none, client, sample, got 'recorded'"):
+        cfg.validate()

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from fednlp.algorithms.base import Algorithm, algorithm_option
+from fednlp.algorithms.interface import Algorithm, algorithm_option
 from fednlp.algorithms.registry import register_algorithm
 from fednlp.config import TrainConfig
 

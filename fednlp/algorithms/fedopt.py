@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from fednlp.algorithms.base import Algorithm, algorithm_option
+from fednlp.algorithms.interface import Algorithm, algorithm_option
 from fednlp.algorithms.registry import register_algorithm
 from fednlp.config import TrainConfig
 from fednlp.errors import UserError

@@ -4,9 +4,10 @@ No if/elif on names anywhere else."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Callable
 
-from fednlp.algorithms.base import Algorithm
+from fednlp.algorithms.interface import Algorithm
 from fednlp.errors import UserError
 from fednlp.registry import Registry
 
@@ -29,9 +30,11 @@ def get_algorithm(name: str) -> type[Algorithm]:
     return ALGORITHMS.get(name)
 
 
-def algorithm_option_fields() -> dict[str, tuple[type, str]]:
+def algorithm_option_fields(reserved: Collection[str] = ()) -> dict[str, tuple[type, str]]:
     """name -> (type, help) of every registered algorithm's Options fields: the flags and YAML keys they add
-    to `fednlp train`. A name several algorithms declare must have one type (their helps are joined)."""
+    to `fednlp train`. A name several algorithms declare must have one type (their helps are joined).
+    `reserved`: the command's own option names (underscored); an algorithm declaring one is refused, naming
+    the algorithm and its module, since the clash would otherwise break every `fednlp train`."""
     import dataclasses
     import typing
 
@@ -41,6 +44,10 @@ def algorithm_option_fields() -> dict[str, tuple[type, str]]:
             continue
         hints = typing.get_type_hints(cls.Options)
         for f in dataclasses.fields(cls.Options):
+            if f.name in reserved:
+                flag = f"--{f.name.replace('_', '-')}"
+                raise UserError(f"algorithm {algorithm} ({cls.__module__}) declares option {flag}, which fednlp train "
+                                f"already has; rename that field of its Options ({cls.Options.__name__})")
             kind, text = hints[f.name], f.metadata.get("help", f"option of {algorithm}")
             if f.name in found:
                 if found[f.name][0] is not kind:

@@ -43,6 +43,11 @@ class Sampler:
         """E[|cohort|]: k for the fixed-size samplers; a sampler whose cohort size varies says its mean."""
         return float(k)
 
+    def inclusion_probabilities(self, client_sizes: np.ndarray, k: int) -> np.ndarray | None:
+        """Each client's probability of being in a round's cohort, where the sampler knows it (None: unknown).
+        --dp-accept-sampler-bound accounts a sampler without exact DP accounting at the largest of them."""
+        return None
+
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler", "--sampler", group="fednlp.samplers", base=Sampler)
 

@@ -15,25 +15,97 @@ The new data file lists the canaries (secret, repeats, clients, examples) in its
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from fednlp.audit.secrets import SecretSpace, check_template, fill, parse_secret_space
 from fednlp.data.datafile import DataFile, read_data_file, write_data_file
-from fednlp.files import file_sha256
-from fednlp.data_partition.partition_file import find_group, partition_content, read_partition, write_groups
+from fednlp.data_partition.partition_file import (StoredPartition, find_group, partition_content, read_partition,
+                                                  write_groups)
 from fednlp.errors import UserError
+from fednlp.files import file_sha256
+from fednlp.run.random_streams import AuditStream, run_rng
 
 CLIENT_MODES = ("one", "spread")
-SUPPORTED_TASK_TYPES = ("text_classification", "seq2seq")
-SECRET_STREAM, CLIENT_STREAM = 0, 1
 
 
-def parse_repeats(text: str) -> list[int]:
+@dataclass(frozen=True)
+class CanaryRows:
+    """How a canary becomes a row (X, Y) of a data file of one task_type. Insertion writes data files and
+    involves no task head, so this keys on the data file's task_type (as partitioning does)."""
+
+    texts: Callable[[str, str, str | None], tuple[str, str]]  # (template, secret, label) -> (X, Y)
+    needs_label: bool  # the canary's row has a label: --label is required, else refused
+
+
+def _labelled_text(template: str, secret: str, label: str | None) -> tuple[str, str]:
+    """Classification: the filled template is the text, --label its label."""
+    return fill(template, secret), str(label)
+
+
+def _secret_in_target(template: str, secret: str, label: str | None) -> tuple[str, str]:
+    """Seq2seq: the source is the template without its secret, the target the filled template, so the secret
+    is only ever in a target (what the model must learn to produce)."""
+    return " ".join(template.replace("{secret}", " ").split()), fill(template, secret)
+
+
+ROWS = {"text_classification": CanaryRows(_labelled_text, True), "seq2seq": CanaryRows(_secret_in_target, False)}
+
+
+@dataclass(frozen=True)
+class CanaryOptions:
+    """`fednlp canaries insert`: where from, where to, and which canaries (see the module docstring)."""
+
+    data: str
+    partition: str
+    method: str  # the partition group
+    out_data: str
+    out_partition: str
+    template: str
+    secret: str  # the secret space: digits:N or a file of candidates
+    repeats: tuple[int, ...] = (1, 10, 100)
+    clients: str = "one"
+    label: str | None = None
+    count: int = 1  # canaries per repeat count
+    seed: int = 0
+
+    @property
+    def copies(self) -> list[int]:
+        """Each canary's number of copies, canary by canary."""
+        return [r for r in self.repeats for _ in range(self.count)]
+
+    def validate(self) -> None:
+        """The checks that need no file read."""
+        check_template(self.template)
+        if self.clients not in CLIENT_MODES:
+            raise UserError(f"--clients {self.clients!r}: expected one of {', '.join(CLIENT_MODES)}")
+        if self.count < 1:
+            raise UserError(f"--count {self.count}: expected at least 1 canary per repeat count")
+        if self.seed < 0:
+            raise UserError(f"--seed {self.seed}: expected 0 or more")
+        for flag, given, source in (("--out-data", self.out_data, self.data),
+                                    ("--out-partition", self.out_partition, self.partition)):
+            if Path(given).resolve() == Path(source).resolve():
+                raise UserError(f"{flag} {given} is the input file itself; write the canaried copy elsewhere")
+        if Path(self.out_data).exists():
+            raise UserError(f"--out-data {self.out_data} already exists; choose another path")
+
+
+@dataclass
+class Canaried:
+    """The copy being made: the data file's fields and the group's training lists, canaries added."""
+
+    fields: dict[str, list[Any]]
+    train: list[list[int]]
+    records: list[dict[str, Any]]
+
+
+def parse_repeats(text: str) -> tuple[int, ...]:
     try:
-        repeats = [int(part) for part in text.split(",") if part.strip()]
+        repeats = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise UserError(f"--repeats {text!r}: expected comma-separated positive whole numbers, e.g. 1,10,100") from None
     if not repeats or min(repeats) < 1:
@@ -42,96 +114,107 @@ def parse_repeats(text: str) -> list[int]:
 
 
 def canary_texts(task_type: str, template: str, secret: str, label: str | None) -> tuple[str, str]:
-    """(X, Y) of a canary example: classification (filled template, label); seq2seq (template without the
-    secret, filled template)."""
-    if task_type == "seq2seq":
-        return " ".join(template.replace("{secret}", " ").split()), fill(template, secret)
-    return fill(template, secret), str(label)
+    """(X, Y) of a canary example in a data file of `task_type` (ROWS)."""
+    return ROWS[task_type].texts(template, secret, label)
 
 
-def insert_canaries(data_path: str, partition_path: str, method: str, out_data: str, out_partition: str,
-                    template: str, secret: str, repeats: list[int], clients: str, label: str | None, count: int,
-                    seed: int) -> dict[str, Any]:
-    """Check everything, then write out_data and the group `method` of out_partition; returns the record."""
-    check_template(template)
-    if clients not in CLIENT_MODES:
-        raise UserError(f"--clients {clients!r}: expected one of {', '.join(CLIENT_MODES)}")
-    if count < 1:
-        raise UserError(f"--count {count}: expected at least 1 canary per repeat count")
-    if seed < 0:
-        raise UserError(f"--seed {seed}: expected 0 or more")
-    for flag, given, source in (("--out-data", out_data, data_path), ("--out-partition", out_partition, partition_path)):
-        if Path(given).resolve() == Path(source).resolve():
-            raise UserError(f"{flag} {given} is the input file itself; write the canaried copy elsewhere")
-    if Path(out_data).exists():
-        raise UserError(f"--out-data {out_data} already exists; choose another path")
-    space = parse_secret_space(secret)
-    data = read_data_file(data_path)
-    if data.task_type not in SUPPORTED_TASK_TYPES:
-        raise UserError(f"data file {data_path} holds {data.task_type} data; canaries go into "
-                        f"{' or '.join(SUPPORTED_TASK_TYPES)} data")
+def insert_canaries(options: CanaryOptions) -> dict[str, Any]:
+    """Check everything, then write out_data and the group `method` of out_partition; returns a summary."""
+    options.validate()
+    space = parse_secret_space(options.secret)
+    data = read_data_file(options.data)
+    check_data(data, options)
+    group = find_group(options.partition, options.method)
+    stored = read_partition(options.partition, group)
+    check_room(space, group, stored.n_clients, options)
+    canaried = place_canaries(data, stored, space, options)
+    write_canaried(data, stored, group, canaried, space, options)
+    return {"group": group, "n_canaries": len(canaried.records), "secret_space_size": space.size,
+            "n_examples_added": sum(len(r["examples"]) for r in canaried.records)}
+
+
+def check_data(data: DataFile, options: CanaryOptions) -> None:
+    rows = ROWS.get(data.task_type)
+    if rows is None:
+        raise UserError(f"data file {options.data} holds {data.task_type} data; canaries go into "
+                        f"{' or '.join(ROWS)} data")
     if "canaries" in data.attributes:
-        raise UserError(f"data file {data_path} already holds canaries; insert them into the original data file")
-    if data.task_type == "text_classification" and label not in data.label_vocab:
-        raise UserError(f"--label {label!r}: expected one of the data file's labels "
+        raise UserError(f"data file {options.data} already holds canaries; insert them into the original data file")
+    if rows.needs_label and options.label not in data.label_vocab:
+        raise UserError(f"--label {options.label!r}: expected one of the data file's labels "
                         f"({', '.join(sorted(data.label_vocab)[:20])})")
-    if data.task_type == "seq2seq" and label is not None:
-        raise UserError("--label is for text classification; a seq2seq canary's secret is in its target")
-    group = find_group(partition_path, method)
-    stored = read_partition(partition_path, group)
-    n_canaries = count * len(repeats)
+    if not rows.needs_label and options.label is not None:
+        raise UserError(f"--label is for text classification; a {data.task_type} canary's secret is in its target")
+
+
+def check_room(space: SecretSpace, group: str, n_clients: int, options: CanaryOptions) -> None:
+    """Distinct secrets for every canary, and with --clients one a client of its own for each."""
+    n_canaries = len(options.copies)
     if n_canaries > space.size:
-        raise UserError(f"{n_canaries} canaries need distinct secrets, but --secret {secret} has {space.size}")
-    if clients == "one" and n_canaries > stored.n_clients:
-        raise UserError(f"--clients one puts each of the {n_canaries} canaries (--count {count} x {len(repeats)} "
-                        f"repeat counts) into its own client, but {group!r} has {stored.n_clients} clients")
+        raise UserError(f"{n_canaries} canaries need distinct secrets, but --secret {options.secret} has {space.size}")
+    if options.clients == "one" and n_canaries > n_clients:
+        raise UserError(f"--clients one puts each of the {n_canaries} canaries (--count {options.count} x "
+                        f"{len(options.repeats)} repeat counts) into its own client, but {group!r} has {n_clients} "
+                        "clients")
 
-    secret_rng = np.random.default_rng([seed, SECRET_STREAM])
-    client_rng = np.random.default_rng([seed, CLIENT_STREAM])
-    secrets = _distinct_indices(secret_rng, space.size, n_canaries)
-    own_clients = client_rng.choice(stored.n_clients, size=n_canaries, replace=False) if clients == "one" else None
-    fields = {name: list(values) for name, values in data.fields.items()}
-    train = [list(t) for t in stored.train]
-    records = []
+
+def place_canaries(data: DataFile, stored: StoredPartition, space: SecretSpace, options: CanaryOptions) -> Canaried:
+    """Each canary's secret and clients drawn (named streams of --seed), its copies appended to the fields
+    and to its clients' training lists."""
+    copies = options.copies
+    secrets = _distinct_indices(run_rng(options.seed, AuditStream.CANARY_SECRETS), space.size, len(copies))
+    homes = canary_clients(run_rng(options.seed, AuditStream.CANARY_CLIENTS), stored.n_clients, copies, options.clients)
+    canaried = Canaried({name: list(values) for name, values in data.fields.items()}, [list(t) for t in stored.train],
+                        [])
     next_index = data.n_examples
-    for k in range(n_canaries):
-        copies = repeats[k // count]
-        if own_clients is not None:
-            homes = [int(own_clients[k])] * copies
-        else:
-            distinct = client_rng.choice(stored.n_clients, size=min(copies, stored.n_clients), replace=False)
-            homes = [int(distinct[i % len(distinct)]) for i in range(copies)]
-        text = space.candidate(secrets[k])
-        x, y = canary_texts(data.task_type, template, text, label)
-        examples = list(range(next_index, next_index + copies))
-        next_index += copies
-        for example, home in zip(examples, homes):
-            _append_example(fields, x, y)
-            train[home].append(example)
-        records.append({"id": k, "secret": text, "secret_index": int(secrets[k]), "repeats": copies,
-                        "clients": sorted(set(homes)), "examples": examples})
+    for k, (secret, clients) in enumerate(zip(secrets, homes)):
+        text = space.candidate(secret)
+        x, y = canary_texts(data.task_type, options.template, text, options.label)
+        examples = list(range(next_index, next_index + len(clients)))
+        next_index += len(clients)
+        for example, client in zip(examples, clients):
+            _append_example(canaried.fields, x, y)
+            canaried.train[client].append(example)
+        canaried.records.append({"id": k, "secret": text, "secret_index": int(secret), "repeats": len(clients),
+                                 "clients": sorted(set(clients)), "examples": examples})
+    return canaried
 
-    canary_indices = [e for r in records for e in r["examples"]]
+
+def canary_clients(rng: np.random.Generator, n_clients: int, copies: list[int], mode: str) -> list[list[int]]:
+    """The client of each copy of each canary: one: a client of its own per canary; spread: its copies over up
+    to `copies` distinct clients, in turn."""
+    if mode == "one":
+        own = rng.choice(n_clients, size=len(copies), replace=False)
+        return [[int(client)] * n for client, n in zip(own, copies)]
+    homes = []
+    for n in copies:
+        distinct = rng.choice(n_clients, size=min(n, n_clients), replace=False)
+        homes.append([int(distinct[i % len(distinct)]) for i in range(n)])
+    return homes
+
+
+def write_canaried(data: DataFile, stored: StoredPartition, group: str, canaried: Canaried, space: SecretSpace,
+                   options: CanaryOptions) -> None:
+    """The new data file (its attributes list the canaries), then the group in the new partition file; no
+    data file is left without its group."""
+    canary_indices = [e for r in canaried.records for e in r["examples"]]
     attributes = {**data.attributes, "canaries": {
-        "template": template, "secret_space": space.to_json(), "label": label, "clients": clients,
-        "count": count, "repeats": repeats, "seed": seed, "source_data_sha256": file_sha256(str(data_path)),
-        "canaries": records,
+        "template": options.template, "secret_space": space.to_json(), "label": options.label,
+        "clients": options.clients, "count": options.count, "repeats": list(options.repeats), "seed": options.seed,
+        "source_data_sha256": file_sha256(str(options.data)), "canaries": canaried.records,
     }}
-    canaried = DataFile(task_type=data.task_type, fields=fields,
-                        train_index_list=[*data.train_index_list, *canary_indices],
-                        test_index_list=list(data.test_index_list), label_vocab=data.label_vocab,
-                        attributes=attributes)
-    write_data_file(canaried, out_data)
+    write_data_file(DataFile(task_type=data.task_type, fields=canaried.fields,
+                             train_index_list=[*data.train_index_list, *canary_indices],
+                             test_index_list=list(data.test_index_list), label_vocab=data.label_vocab,
+                             attributes=attributes), options.out_data)
     try:
         values = {k: v for k, v in stored.values.items() if k != "n_clients" and np.ndim(v) == 0}
-        values["data_sha256"] = file_sha256(str(out_data))
-        content = partition_content([np.sort(np.asarray(t, dtype=np.int64)) for t in train], stored.test, values)
-        write_groups(out_partition, {group: content})
+        values["data_sha256"] = file_sha256(str(options.out_data))
+        train = [np.sort(np.asarray(t, dtype=np.int64)) for t in canaried.train]
+        write_groups(options.out_partition, {group: partition_content(train, stored.test, values)})
     except BaseException:
-        Path(out_data).unlink(missing_ok=True)  # no half-written pair: the data file alone is useless
+        Path(options.out_data).unlink(missing_ok=True)  # no half-written pair: the data file alone is useless
         raise
-    return {"group": group, "n_canaries": n_canaries, "n_examples_added": len(canary_indices),
-            "secret_space_size": space.size}
 
 
 def _distinct_indices(rng: np.random.Generator, size: int, k: int) -> np.ndarray:

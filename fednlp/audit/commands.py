@@ -85,16 +85,18 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
 
 def cmd_canaries_insert(args: argparse.Namespace) -> None:
-    from fednlp.audit.canaries import insert_canaries, parse_repeats
+    from fednlp.audit.canaries import CanaryOptions, insert_canaries, parse_repeats
     from fednlp.config_checks import check_output_path
     from fednlp.locks import locked_output
 
-    repeats = parse_repeats(args.repeats)
+    options = CanaryOptions(data=args.data, partition=args.partition, method=args.method, out_data=args.out_data,
+                            out_partition=args.out_partition, template=args.template, secret=args.secret,
+                            repeats=parse_repeats(args.repeats), clients=args.clients, label=args.label,
+                            count=args.count, seed=args.seed)
     check_output_path(args.out_data, "--out-data", file="the canaried data file to write (.h5)")
     check_output_path(args.out_partition, "--out-partition", file="the partition file to write (.h5)")
     with locked_output(args.out_data, f"--out-data {args.out_data}"), \
             locked_output(args.out_partition, f"--out-partition {args.out_partition}"):
-        summary = insert_canaries(args.data, args.partition, args.method, args.out_data, args.out_partition,
-                                  args.template, args.secret, repeats, args.clients, args.label, args.count, args.seed)
+        summary = insert_canaries(options)
     print(f"wrote {args.out_data} (+{summary['n_examples_added']} training examples: {summary['n_canaries']} canaries "
           f"from {summary['secret_space_size']:,} candidate secrets) and group {summary['group']} of {args.out_partition}")

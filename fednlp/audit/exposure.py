@@ -20,9 +20,9 @@ import numpy as np
 
 from fednlp.audit.secrets import SecretSpace
 from fednlp.errors import UserError
+from fednlp.run.random_streams import AuditStream, run_rng
 
 ENUMERATION_LIMIT = 10**6
-EXTRAPOLATION_STREAM = 102
 
 
 def check_enumerable(space: SecretSpace, extrapolate: int | None) -> None:
@@ -78,7 +78,7 @@ def canary_exposures(space: SecretSpace, canaries: list[dict[str, Any]],
         per_canary = exact_exposures(losses, secret_indices)
         method = {"method": "enumeration", "candidates_scored": space.size}
     else:
-        rng = np.random.default_rng([seed, EXTRAPOLATION_STREAM])
+        rng = run_rng(seed, AuditStream.EXTRAPOLATION)
         sample = rng.choice(space.size, size=min(extrapolate, space.size), replace=False) if space.size <= 10**7 \
             else rng.integers(space.size, size=extrapolate)
         losses = score(space.candidates(sample) + space.candidates(np.asarray(secret_indices)))

@@ -21,10 +21,8 @@ import numpy as np
 
 from fednlp.audit.metrics import attack_metrics, roc_points
 from fednlp.errors import UserError
+from fednlp.run.random_streams import AuditStream, run_rng
 
-#: Seed streams of the audit's own choices (away from the run's fednlp.federation.cohort.Stream values).
-MEMBER_SAMPLE_STREAM = 100
-CLIENT_SAMPLE_STREAM = 101
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ def example_sets(member_pool: np.ndarray, non_member_pool: np.ndarray, seed: int
     n = min(len(member_pool), len(non_member_pool))
     if max_examples is not None:
         n = min(n, max_examples)
-    rng = np.random.default_rng([seed, MEMBER_SAMPLE_STREAM])
+    rng = run_rng(seed, AuditStream.MEMBER_SAMPLE)
     members = np.sort(rng.choice(member_pool, size=n, replace=False))
     non_members = np.sort(rng.choice(non_member_pool, size=n, replace=False))
     return ExampleSets(members, non_members, len(member_pool), len(non_member_pool))
@@ -87,7 +85,7 @@ def _attacks(scores: dict[str, np.ndarray], is_member: np.ndarray, **extra: Any)
 def client_example_sample(client_examples: list[np.ndarray], clients: np.ndarray, seed: int,
                           per_client: int | None) -> dict[int, np.ndarray]:
     """Each client's training examples, or a seeded sample of at most `per_client` of them."""
-    rng = np.random.default_rng([seed, CLIENT_SAMPLE_STREAM])
+    rng = run_rng(seed, AuditStream.CLIENT_SAMPLE)
     out = {}
     for c in sorted(int(c) for c in clients):
         examples = np.asarray(client_examples[c], dtype=np.int64)

@@ -18,21 +18,18 @@ import numpy as np
 import torch
 
 from fednlp.audit.canaries import canary_record, canary_texts
-from fednlp.run.example_losses import example_losses
 from fednlp.audit.exposure import by_repeats, canary_exposures, check_enumerable
 from fednlp.audit.extraction import ExtractionBudget, extract_canaries
-from fednlp.audit.membership import client_example_sample, example_level, example_sets, user_level
+from fednlp.audit.membership import ExampleSets, client_example_sample, example_level, example_sets, user_level
 from fednlp.audit.roc_plot import roc_png
-from fednlp.audit.run_models import (OpenedRun, initial_model, open_run, read_run_record, reference_record,
-                                     saved_model, train_examples_of_clients)
+from fednlp.audit.run_models import (OpenedRun, initial_model, open_run, read_audited_run, reference_run, saved_model,
+                                     train_examples_of_clients)
+from fednlp.audit.secrets import SecretSpace
 from fednlp.data.datafile import DataFile
 from fednlp.errors import UserError
 from fednlp.federation.communicator import make_communicator
-from fednlp.locks import RUN_LOCK_NAME, acquire
-from fednlp.files import atomic_write_text
-
-#: Heads whose canaries exposure can score (their features come from the X and Y fields).
-CANARY_TASKS = ("classification", "seq2seq", "lm")
+from fednlp.results.run_files import RunDirectory
+from fednlp.run.example_losses import example_losses
 
 
 @dataclass(frozen=True)
@@ -46,57 +43,122 @@ class AuditOptions:
     extraction: ExtractionBudget = field(default_factory=ExtractionBudget)
 
 
+@dataclass(frozen=True)
+class AuditInputs:
+    """What an audit scores, read and checked before any model is loaded."""
+
+    run: OpenedRun
+    reference: RunDirectory | None  # None: the run's initial model calibrates
+    sets: ExampleSets  # example level: members and non-members
+    trained_clients: np.ndarray
+    held_out: np.ndarray
+    user_level: bool
+    per_client: dict[int, np.ndarray]  # user level: the examples each client is scored by
+    canaries: dict[str, Any] | None  # with --canaries: the data file's canary record and its secret space
+    space: SecretSpace | None
+
+    @property
+    def needed(self) -> np.ndarray:
+        """Every example whose loss the audit needs, once."""
+        parts = [self.sets.members, self.sets.non_members, *self.per_client.values()]
+        return np.unique(np.concatenate(parts).astype(np.int64))
+
+
 def run_audit(run_dir: str | os.PathLike, options: AuditOptions, comm: Any = None) -> tuple[dict[str, Any], bytes]:
     """The audit report and its ROC PNG; reads the run, writes nothing."""
     comm = comm or make_communicator()
+    inputs = audit_inputs(run_dir, options)
+    target = saved_model(inputs.run)
+    target_losses, reference_losses = _target_and_reference_losses(inputs, target, comm)
+    report, details, panels = membership_report(inputs, target_losses, reference_losses)
+    if inputs.canaries is not None:
+        canary_report = audit_canaries(inputs.run, target, inputs.canaries, inputs.space, inputs.trained_clients,
+                                       options, comm)
+        report["canary_max_exposure"] = canary_report.pop("max_exposure")
+        report["canary_extraction_rate"] = canary_report.pop("extraction_rate")
+        details["canaries"] = canary_report
+    report["details"] = details
+    return report, roc_png(panels)
+
+
+def audit_inputs(run_dir: str | os.PathLike, options: AuditOptions) -> AuditInputs:
+    """Every check of the options and the run, then the examples and clients to score."""
     for flag, value in (("--max-examples", options.max_examples), ("--client-examples", options.client_examples)):
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: expected a positive number of examples")
-    record = read_run_record(run_dir)
-    reference = reference_record(options.reference, record) if options.reference else None
-    held_out = np.asarray(record.result.get("holdout_clients") or [], dtype=np.int64)
-    do_user_level = options.user_level if options.user_level is not None else (record.federated and len(held_out) > 0)
-    if do_user_level and (not record.federated or len(held_out) == 0):
-        what = "is centralized" if not record.federated else "held no clients out"
-        raise UserError(f"user-level membership inference needs clients that never trained: run {run_dir} {what}; "
-                        "train it with fednlp train --holdout-clients F (e.g. 0.2)")
-    run = open_run(record)
-    canaries = space = None
-    if options.canaries:
-        canaries, space = canary_record(run.data, record.config.data)
-        check_enumerable(space, options.extrapolate)
-        if run.task.name not in CANARY_TASKS:
-            raise UserError(f"--canaries: a {run.task.name} model does not score canary texts; canaries are for "
-                            f"{', '.join(CANARY_TASKS)} runs")
-    canary_examples = np.array([e for c in (canaries or run.data.attributes.get("canaries") or {}).get("canaries", [])
-                                for e in c["examples"]], dtype=np.int64)
-
-    config = record.config
-    trained_clients = np.asarray(record.result.get("clients_trained") or [], dtype=np.int64)
-    client_train = train_examples_of_clients(record, run.data.n_examples) if record.federated else None
-    if record.federated:
-        member_pool = np.concatenate([client_train[c] for c in trained_clients]) if len(trained_clients) else np.zeros(0)
-    else:
-        member_pool = np.asarray(run.data.train_index_list, dtype=np.int64)
-    member_pool = np.setdiff1d(member_pool, canary_examples)  # canaries are audited on their own
-    sets = example_sets(member_pool, run.data.test_index_list, config.seed, options.max_examples)
+    directory = read_audited_run(run_dir)
+    reference = reference_run(options.reference, directory) if options.reference else None
+    held_out = np.asarray(directory.result.holdout_clients, dtype=np.int64)
+    do_user_level = _user_level_wanted(directory, held_out, options.user_level)
+    run = open_run(directory)
+    canaries, space = _canaries_to_audit(run, options) if options.canaries else (None, None)
+    excluded = _canary_examples(canaries or run.data.attributes.get("canaries") or {})  # audited on their own
+    trained = np.asarray(directory.result.clients_trained or [], dtype=np.int64)
+    client_train = train_examples_of_clients(directory, run.data.n_examples) if run.federated else None
+    member_pool = np.setdiff1d(_member_pool(run, client_train, trained), excluded)
+    sets = example_sets(member_pool, run.data.test_index_list, run.config.seed, options.max_examples)
     if len(sets.members) == 0:
         raise UserError(f"run {run_dir} has no member or no test example to audit ({sets.member_pool} training "
                         f"examples of trained clients, {sets.non_member_pool} test examples)")
     per_client: dict[int, np.ndarray] = {}
     if do_user_level:
-        per_client = client_example_sample(client_train, np.concatenate([trained_clients, held_out]), config.seed,
+        per_client = client_example_sample(client_train, np.concatenate([trained, held_out]), run.config.seed,
                                            options.client_examples)
-        per_client = {c: np.setdiff1d(e, canary_examples) for c, e in per_client.items()}
-    needed = np.unique(np.concatenate([sets.members, sets.non_members, *per_client.values()]).astype(np.int64))
+        per_client = {c: np.setdiff1d(e, excluded) for c, e in per_client.items()}
+    return AuditInputs(run, reference, sets, trained, held_out, do_user_level, per_client, canaries, space)
 
-    target = saved_model(run)
-    target_losses = dict(zip(needed.tolist(), _losses(target, run, needed, comm)))
-    reference_model = saved_model(run, reference) if reference else initial_model(run)
+
+def _user_level_wanted(directory: RunDirectory, held_out: np.ndarray, asked: bool | None) -> bool:
+    """--user-level auto (None): when the run held clients out; true: refused where it cannot run."""
+    federated = not directory.result.centralized
+    wanted = asked if asked is not None else (federated and len(held_out) > 0)
+    if wanted and (not federated or len(held_out) == 0):
+        what = "is centralized" if not federated else "held no clients out"
+        raise UserError(f"user-level membership inference needs clients that never trained: run {directory} {what}; "
+                        "train it with fednlp train --holdout-clients F (e.g. 0.2)")
+    return wanted
+
+
+def _canaries_to_audit(run: OpenedRun, options: AuditOptions) -> tuple[dict[str, Any], SecretSpace]:
+    """--canaries: the data file's canary record, its secret space checked, and a head that scores them."""
+    from fednlp.tasks.registry import TASKS
+
+    canaries, space = canary_record(run.data, run.config.data)
+    check_enumerable(space, options.extrapolate)
+    if not run.task.scores_canaries:
+        heads = ", ".join(sorted(name for name, cls in TASKS.items() if cls.scores_canaries))
+        raise UserError(f"--canaries: a {run.task.name} model does not score canary texts; canaries are for "
+                        f"{heads} runs")
+    return canaries, space
+
+
+def _canary_examples(record: dict[str, Any]) -> np.ndarray:
+    return np.array([e for c in record.get("canaries", []) for e in c["examples"]], dtype=np.int64)
+
+
+def _member_pool(run: OpenedRun, client_train: list[np.ndarray] | None, trained: np.ndarray) -> np.ndarray:
+    """Training examples of the clients that trained (federated), or every training example (centralized)."""
+    if not run.federated:
+        return np.asarray(run.data.train_index_list, dtype=np.int64)
+    return np.concatenate([client_train[c] for c in trained]) if len(trained) else np.zeros(0, dtype=np.int64)
+
+
+def _target_and_reference_losses(inputs: AuditInputs, target: torch.nn.Module, comm: Any
+                                  ) -> tuple[dict[int, float], dict[int, float]]:
+    """Each needed example's loss under the audited model, then under the reference (another run's model, or
+    the run's initial one), loaded only once the target's losses are in."""
+    needed = inputs.needed
+    target_losses = dict(zip(needed.tolist(), _losses(target, inputs.run, needed, comm)))
+    run = inputs.run
+    reference_model = saved_model(run, inputs.reference) if inputs.reference else initial_model(run)
     reference_losses = dict(zip(needed.tolist(), _losses(reference_model, run, needed, comm)))
-    del reference_model
+    return target_losses, reference_losses
 
-    example = example_level(target_losses, reference_losses, sets)
+
+def membership_report(inputs: AuditInputs, target_losses: dict[int, float], reference_losses: dict[int, float]
+                      ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The report's headline numbers, its details and the ROC panels, example level then user level."""
+    example = example_level(target_losses, reference_losses, inputs.sets)
     calibrated = example["attacks"]["calibrated"]
     report: dict[str, Any] = {
         "mia_attack": "calibrated loss (the model's loss minus the reference's)",
@@ -105,31 +167,30 @@ def run_audit(run_dir: str | os.PathLike, options: AuditOptions, comm: Any = Non
         "mia_tpr_at_0.1pct_fpr": calibrated["tpr_at_0.1pct_fpr"],
         "mia_balanced_accuracy": calibrated["balanced_accuracy"],
     }
+    seed = inputs.run.config.seed
     details: dict[str, Any] = {
-        "reference": str(reference.run_dir) if reference else f"the run's initial model (seed {config.seed})",
+        "reference": str(inputs.reference.path) if inputs.reference else f"the run's initial model (seed {seed})",
         "example_level": _without_roc(example),
     }
-    panels = {"examples": {f"{name} (AUC {m['auc']:.3f})": example["roc"][name] for name, m in example["attacks"].items()}}
-    if do_user_level:
-        user = user_level(target_losses, reference_losses, per_client, trained_clients, held_out)
+    panels = {"examples": _roc_panel(example)}
+    if inputs.user_level:
+        user = user_level(target_losses, reference_losses, inputs.per_client, inputs.trained_clients, inputs.held_out)
         report.update(user_mia_auc=user["attacks"]["calibrated"]["auc"],
                       user_mia_tpr_at_1pct_fpr=user["attacks"]["calibrated"]["tpr_at_1pct_fpr"])
         details["user_level"] = _without_roc(user)
-        panels["clients"] = {f"{name} (AUC {m['auc']:.3f})": user["roc"][name] for name, m in user["attacks"].items()}
+        panels["clients"] = _roc_panel(user)
     else:
-        details["user_level"] = ("not run: " + ("a centralized run has no clients" if not record.federated else
-                                                "the run held no clients out (fednlp train --holdout-clients F)"))
-    if canaries is not None:
-        canary_report = audit_canaries(run, target, canaries, space, trained_clients, options, comm)
-        report["canary_max_exposure"] = canary_report.pop("max_exposure")
-        report["canary_extraction_rate"] = canary_report.pop("extraction_rate")
-        details["canaries"] = canary_report
-    report["details"] = details
-    return report, roc_png(panels)
+        details["user_level"] = ("not run: " + ("the run held no clients out (fednlp train --holdout-clients F)"
+                                                if inputs.run.federated else "a centralized run has no clients"))
+    return report, details, panels
+
+
+def _roc_panel(level: dict[str, Any]) -> dict[str, Any]:
+    return {f"{name} (AUC {m['auc']:.3f})": level["roc"][name] for name, m in level["attacks"].items()}
 
 
 def _losses(model: torch.nn.Module, run: OpenedRun, examples: np.ndarray, comm: Any) -> np.ndarray:
-    config = run.record.config
+    config = run.config
     return example_losses(model, run.task, run.features, examples, comm, config.eval_batch_size, run.device,
                           config.precision)
 
@@ -143,9 +204,9 @@ def audit_canaries(run: OpenedRun, model: torch.nn.Module, record: dict[str, Any
     """Exposure of every canary (and per repeat count, over the canaries whose clients trained), and the
     extraction of each one by model inversion (text classification)."""
     canaries = record["canaries"]
-    config = run.record.config
+    config = run.config
     trained_set = set(trained_clients.tolist())
-    trained = [not run.record.federated or bool(trained_set & set(c["clients"])) for c in canaries]
+    trained = [not run.federated or bool(trained_set & set(c["clients"])) for c in canaries]
 
     def score(secrets: list[str]) -> np.ndarray:
         return template_losses(model, run.task, record["template"], record.get("label"), secrets, comm, run.device)
@@ -161,7 +222,7 @@ def audit_canaries(run: OpenedRun, model: torch.nn.Module, record: dict[str, Any
         "max_exposure": max((v for v, t in zip(values, trained) if t), default=None),
         "extraction_rate": None,
     }
-    if run.task.name == "classification" and comm.rank == 0:
+    if run.task.extracts_canaries and comm.rank == 0:
         budget = options.extraction
         results = extract_canaries(model, run.task.tokenizer, record["template"], canaries,
                                    run.data.label_vocab[record["label"]], space.slot_choices, config.max_seq_length,
@@ -174,7 +235,7 @@ def audit_canaries(run: OpenedRun, model: torch.nn.Module, record: dict[str, Any
                              "slot_accuracy_by_repeats": by_repeats(canaries, [r["slot_accuracy"] for r in results],
                                                                     trained)}
         out["extraction_rate"] = float(np.mean([r["recovered"] for r in picked])) if picked else None
-    elif run.task.name != "classification":
+    elif not run.task.extracts_canaries:
         out["extraction"] = f"not run: model inversion is for text classifiers, this is a {run.task.name} model"
     out["per_canary"] = per_canary
     return out
@@ -195,31 +256,11 @@ def template_losses(model: torch.nn.Module, task: Any, template: str, label: str
 def write_audit(run_dir: str | os.PathLike, report: dict[str, Any], png: bytes) -> Path:
     """audit.json, audit_roc.png and result.json's `audit` block, under the run directory's lock; result.json is
     parsed before anything is written."""
-    run_dir = Path(run_dir)
-    lock = acquire(run_dir / RUN_LOCK_NAME, f"run directory {run_dir}")
-    try:
-        result_path = run_dir / "result.json"
-        try:
-            result = json.loads(result_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            raise UserError(f"{result_path} is not readable JSON; the audit was not written") from None
-        out = run_dir / "audit.json"
-        _atomic_write_bytes(run_dir / "audit_roc.png", png)
-        atomic_write_text(out, json.dumps(report, indent=2, sort_keys=True) + "\n")
-        result["audit"] = report
-        atomic_write_text(result_path, json.dumps(result, indent=2, sort_keys=True) + "\n")
-        return out
-    finally:
-        lock.release()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    directory = RunDirectory(run_dir)
+    out = directory.path / "audit.json"
+    directory.add_block("audit", report, files={directory.path / "audit_roc.png": png,
+                                                out: (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()})
+    return out
 
 
 def format_audit(report: dict[str, Any]) -> str:

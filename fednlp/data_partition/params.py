@@ -1,4 +1,5 @@
-"""PartitionParams: one partition request, validated against its method once, at construction."""
+"""PartitionParams: one partition request, validated against its method once, at construction; its fields
+declare the flags of `fednlp partition`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 from fednlp.data_partition.registry import METHODS
 from fednlp.errors import UserError
+from fednlp.options import option, required_option
 
 #: Every method parameter and its command-line flag (errors name the flag the user typed).
 PARAMETER_FLAGS = {
@@ -19,17 +21,24 @@ PARAMETER_FLAGS = {
 }
 
 
+def _methods_help() -> str:
+    return f"one of {', '.join(METHODS)}"
+
+
 @dataclass(frozen=True)
 class PartitionParams:
-    method: str
-    n_clients: int
-    alpha: float | None = None
-    beta: float | None = None
-    clusters: int | None = None
-    labels_per_client: int | None = None
-    field: str | None = None
-    min_examples: int | None = None
-    seed: int = 0
+    """Each field is a flag of `fednlp partition` (fednlp/options.py builds the parser from them)."""
+
+    method: str = required_option(_methods_help)
+    n_clients: int = required_option("number of clients", name="clients")
+    alpha: float | None = option("Dirichlet concentration (niid_label, niid_cluster)")
+    beta: float | None = option("Dirichlet concentration of client sizes (niid_quantity)")
+    clusters: int | None = option("number of k-means clusters (niid_cluster)")
+    labels_per_client: int | None = option("labels per client (pathological)")
+    field: str | None = option("per-example field whose values are the clients (natural); default source")
+    min_examples: int | None = option("natural: drop the values (users) with fewer than K training examples "
+                                      "(reported, and recorded in the group)")
+    seed: int = option("seed of the partition's random draws", default=0)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -46,6 +46,7 @@ import numpy as np
 
 from fednlp.data.datafile import open_h5
 from fednlp.errors import UserError
+from fednlp.files import atomic_output
 
 Content = Mapping[str, Any]  # nested: str -> scalar | str | array | Content
 
@@ -108,21 +109,14 @@ def write_groups(path: str | os.PathLike, groups: Mapping[str, Content], overwri
     path = Path(path)
     for name, content in groups.items():
         check_replaceable(path, name, scalar_settings(content), overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as out:
-            if path.exists():
-                with open_h5(path, "partition file") as old:
-                    for name in old:
-                        if name not in groups:
-                            old.copy(old[name], out, name=name)
-            for name, content in groups.items():
-                _write_content(out.create_group(name), content)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as out:
+        if path.exists():
+            with open_h5(path, "partition file") as old:
+                for name in old:
+                    if name not in groups:
+                        old.copy(old[name], out, name=name)
+        for name, content in groups.items():
+            _write_content(out.create_group(name), content)
 
 
 def scalar_settings(content: Content) -> dict[str, Any]:

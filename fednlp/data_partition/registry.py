@@ -39,7 +39,10 @@ class PartitionMethod:
         return self.run(job, params, rng)
 
 
-METHODS: Registry[PartitionMethod] = Registry("partition method", "--method")
+#: Installed packages add methods through the `fednlp.partition_methods` entry-point group (an entry point
+#: names a module or function whose import registers the name with @register_method).
+METHODS: Registry[PartitionMethod] = Registry("partition method", "--method", group="fednlp.partition_methods",
+                                              builtins=("fednlp.data_partition.partitioners",))
 
 
 def register_method(

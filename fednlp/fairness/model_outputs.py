@@ -6,19 +6,17 @@ The texts are tokenized by the classification head and predicted by the runtime'
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from fednlp.config import RunConfig
 from fednlp.data.datafile import DataFile
 from fednlp.errors import UserError
+from fednlp.results.run_files import RunDirectory
 from fednlp.run.device import pick_device
 from fednlp.run.evaluation import predict_rows
 from fednlp.tasks.classification import TextClassification
@@ -40,15 +38,15 @@ class RunModel:
     device: torch.device
 
 
-def load_run_model(run_dir: str | os.PathLike) -> RunModel:
-    """RUN_DIR/model (save_pretrained of the classifier and its tokenizer) and RUN_DIR/config.yaml."""
+def load_run_model(directory: RunDirectory) -> RunModel:
+    """RUN_DIR/model (save_pretrained of the classifier and its tokenizer) and RUN_DIR/config.yaml's evaluation
+    options (max length, batch size, device, precision)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from fednlp.tasks.models import quiet_transformers
 
-    run_dir = Path(run_dir)
-    model_dir = saved_model_dir(run_dir)
-    config = read_run_config(run_dir)
+    model_dir = directory.check_model()
+    config = directory.evaluation_config()
     quiet_transformers()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
@@ -58,38 +56,6 @@ def load_run_model(run_dir: str | os.PathLike) -> RunModel:
         raise UserError(f"{model_dir} is not a loadable sequence classifier with its tokenizer: {first_line}") from None
     device = pick_device(0, config.device)
     return RunModel(model=model.to(device), tokenizer=tokenizer, config=config, device=device)
-
-
-def saved_model_dir(run_dir: str | os.PathLike) -> Path:
-    """RUN_DIR/model, or the one-line error saying why there is none."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} does not exist")
-    if not (run_dir / "model").is_dir():
-        raise UserError(f"run directory {run_dir} has no model/ (the final model a finished run saves); "
-                        "was it trained with --save-model false or before models were saved?")
-    return run_dir / "model"
-
-
-def read_run_config(run_dir: Path) -> RunConfig:
-    """The evaluation options (max length, batch size, device, precision) of the run's resolved config.yaml;
-    options of federated runs only (rounds, algorithm...) are not needed here and are ignored."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"run directory {run_dir} has no config.yaml (the resolved config a run writes)")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path} is not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path} must hold a mapping of option: value")
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    try:
-        config = RunConfig(**{k: v for k, v in raw.items() if k in known and v is not None})
-        config.validate()
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}") from None
-    return config
 
 
 def check_labels(model: torch.nn.Module, label_vocab: dict[str, int], model_dir: Path, data_path: Any) -> None:
@@ -109,7 +75,7 @@ def class_probabilities(run: RunModel, texts: list[str], labels: list[str], labe
     """[len(texts), classes] probabilities; `labels` (names) ride along in the features, unused by the model."""
     if not texts:
         return np.zeros((0, len(label_vocab)), dtype=np.float64)
-    data = DataFile(task_type="text_classification", fields={"X": list(texts), "Y": list(labels)},
+    data = DataFile(task_type=ClassProbabilities.task_type, fields={"X": list(texts), "Y": list(labels)},
                     train_index_list=[], test_index_list=list(range(len(texts))), label_vocab=label_vocab)
     head = ClassProbabilities(data, run.tokenizer, run.config)
     features = head.build_features()

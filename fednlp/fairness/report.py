@@ -19,11 +19,9 @@ from fednlp.data.datafile import read_data_file
 from fednlp.errors import UserError
 from fednlp.fairness.counterfactual import Rewriter, counterfactual_metrics, counterfactual_metrics_per_label
 from fednlp.fairness.group_metrics import group_report
-from fednlp.fairness.model_outputs import (check_labels, class_probabilities, load_run_model, read_run_config,
-                                           saved_model_dir)
+from fednlp.fairness.model_outputs import ClassProbabilities, check_labels, class_probabilities, load_run_model
 from fednlp.fairness.pairs import load_substitution
-from fednlp.locks import RUN_LOCK_NAME, acquire
-from fednlp.files import atomic_write_text
+from fednlp.results.run_files import RunDirectory
 
 GROUP_FIELD = "group"
 
@@ -32,12 +30,13 @@ def fairness_report(run_dir: str | os.PathLike, data_path: str | os.PathLike,
                     pairs_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """Every number of the report; reads the run and the data file, writes nothing."""
     substitution = load_substitution(pairs_file)
-    model_dir = saved_model_dir(run_dir)  # the cheap checks come before reading a large data file
-    read_run_config(Path(run_dir))
+    directory = RunDirectory(run_dir)
+    model_dir = directory.check_model()  # the cheap checks come before reading a large data file
+    directory.evaluation_config()
     data = read_data_file(data_path)
-    if data.task_type != "text_classification":
+    if data.task_type != ClassProbabilities.task_type:
         raise UserError(f"data file {data_path} holds {data.task_type} data; fednlp fairness evaluates "
-                        "text_classification models")
+                        f"{ClassProbabilities.task_type} models")
     test = np.asarray(data.test_index_list, dtype=np.int64)
     if len(test) == 0:
         raise UserError(f"data file {data_path} has no test examples to evaluate")
@@ -50,7 +49,7 @@ def fairness_report(run_dir: str | os.PathLike, data_path: str | os.PathLike,
     affected = np.array([swaps > 0 for _, swaps in rewritten], dtype=bool)
     counterfactual_texts = [text for text, swaps in rewritten if swaps > 0]
 
-    run = load_run_model(run_dir)
+    run = load_run_model(directory)
     check_labels(run.model, data.label_vocab, model_dir, data_path)
     label_strings = [label_names[i] for i in label_ids]
     prob_original = class_probabilities(run, texts, label_strings, data.label_vocab)
@@ -81,28 +80,10 @@ def write_report(run_dir: str | os.PathLike, report: dict[str, Any], out: str | 
     """The report as JSON (default RUN_DIR/fairness.json) and as result.json's `fairness` block, if the run
     has a result.json. result.json is parsed before anything is written, so a bad one leaves no file changed;
     the run directory's lock is held meanwhile, so a run still writing there (a --resume) is not overwritten."""
-    run_dir = Path(run_dir)
-    lock = acquire(run_dir / RUN_LOCK_NAME, f"run directory {run_dir}")
-    try:
-        return _write_report(run_dir, report, Path(out) if out else run_dir / "fairness.json")
-    finally:
-        lock.release()
-
-
-def _write_report(run_dir: Path, report: dict[str, Any], out: Path) -> Path:
-    result_path = run_dir / "result.json"
-    result = None
-    if result_path.is_file():
-        try:
-            result = json.loads(result_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            raise UserError(f"{result_path} is not valid JSON; the fairness block was not written") from None
-        if not isinstance(result, dict):
-            raise UserError(f"{result_path} must hold a JSON object; the fairness block was not written")
-    atomic_write_text(out, json.dumps(report, indent=2, sort_keys=True) + "\n")
-    if result is not None:
-        result["fairness"] = report
-        atomic_write_text(result_path, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    directory = RunDirectory(run_dir)
+    out = Path(out) if out else directory.path / "fairness.json"
+    text = json.dumps(report, indent=2, sort_keys=True) + "\n"
+    directory.add_block("fairness", report, files={out: text.encode()}, missing_ok=True)
     return out
 
 

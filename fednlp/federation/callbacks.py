@@ -84,6 +84,19 @@ class TensorBoard(Callback):
         self.writer.close()
 
 
+def default_callbacks(session: Any, start_round: int, checkpointing: Callback) -> list[Callback]:
+    """A run's callbacks: checkpoints on every rank (rank 0 writes); progress, the metrics file and TensorBoard
+    on rank 0 only (the rank holding the run's writer)."""
+    config = session.config
+    callbacks: list[Callback] = [checkpointing]
+    if session.writer is not None:
+        callbacks.append(Progress(start_round, config.rounds, enabled=not config.quiet))
+        callbacks.append(MetricsFile(session.writer.append_metrics))
+        if config.report_to == "tensorboard":
+            callbacks.append(TensorBoard(str(session.run_dir / "tensorboard")))
+    return callbacks
+
+
 def _scalars(record: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
     """The finite numbers of a record, nested blocks as 'block/key' (e.g. clients/worst10_mean)."""
     out = []

@@ -14,50 +14,18 @@ hook keeps such rows at zero (FedAvg's does nothing; FedProx's adds mu (w - w_gl
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 
+from fednlp.algorithms.interface import Algorithm
 from fednlp.federation.flat import FlatParameters
 
 
-class ClientUpdate:
-    """One client's update between local training and accumulation, as an algorithm's hook sees it.
-
-    The delta (local - global) lies in `parts`: slices of the model's own flat buffer (overwritten by the
-    next client anyway) plus, on the sparse embedding path, the touched rows' delta. Every trainable
-    weight is in exactly one part, and an untouched embedding row's delta is exactly zero, so `norm()` is
-    the exact L2 norm over all trainable weights. `weight` is the aggregation coefficient (the sampler's;
-    a hook may set it); `add(slot, value)` adds to one of the algorithm's declared slots.
-    """
-
-    def __init__(self, client: int, weight: float, num_examples: int, steps: int, loss_start: float,
-                 loss_mean: float, loss_end: float, parts: list[torch.Tensor], slot_values: torch.Tensor,
-                 slot_index: dict[str, int], loss_global: float | None = None):
-        self.client, self.weight, self.num_examples, self.steps = client, weight, num_examples, steps
-        self.loss_start = loss_start  # the first local batch's loss, at the global weights
-        self.loss_mean = loss_mean  # mean over the local steps' batches
-        self.loss_end = loss_end  # the last local batch's loss
-        self.loss_global = loss_global  # mean loss over all its training data at the global weights, if asked
-        self.parts = parts
-        self._slot_values, self._slot_index = slot_values, slot_index
-
-    def norm(self) -> float:
-        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p) for p in self.parts])))
-
-    def scale_(self, factor: float) -> None:
-        torch._foreach_mul_(self.parts, factor)
-
-    def is_finite(self) -> bool:
-        # One sum per part: NaN or infinity anywhere makes it non-finite (no bool temporary the size of the model).
-        return all(bool(torch.isfinite(p.sum())) for p in self.parts)
-
-    def add(self, slot: str, value: float) -> None:
-        if slot not in self._slot_index:
-            raise KeyError(f"slot {slot!r} is not declared in the algorithm's `slots` ({', '.join(self._slot_index)})")
-        self._slot_values[self._slot_index[slot]] += value
-
-
 class DenseClientUpdates:
+    sparse: ClassVar[bool] = False
+
     def __init__(self, flat: FlatParameters, global_flat: torch.Tensor):
         self.flat = flat
         self.global_flat = global_flat
@@ -70,7 +38,8 @@ class DenseClientUpdates:
         self.flat.flat.copy_(self.global_flat)
 
     def delta(self, touched_rows: np.ndarray | None = None) -> list[torch.Tensor]:
-        """Turn the model's weights into the client's delta, in place; returns its parts (see ClientUpdate)."""
+        """Turn the model's weights into the client's delta, in place; returns its parts (see
+        fednlp/algorithms/interface.py's ClientUpdate)."""
         self.flat.flat.sub_(self.global_flat)  # the model's weights are overwritten by the next client anyway
         return [self.flat.flat]
 
@@ -84,6 +53,8 @@ class DenseClientUpdates:
 
 class SparseEmbeddingClientUpdates(DenseClientUpdates):
     """Dense for every weight but the word-embedding table, whose touched rows alone move."""
+
+    sparse: ClassVar[bool] = True
 
     def __init__(self, flat: FlatParameters, global_flat: torch.Tensor, embedding: torch.nn.Parameter):
         super().__init__(flat, global_flat)
@@ -134,10 +105,9 @@ def touched_rows(input_ids: np.ndarray) -> np.ndarray:
     return np.unique(input_ids).astype(np.int64)
 
 
-def sparse_embedding(model: torch.nn.Module, flat: FlatParameters, config, algorithm) -> torch.nn.Parameter | None:
+def sparse_embedding(model: torch.nn.Module, flat: FlatParameters, config, algorithm: Algorithm
+                     ) -> torch.nn.Parameter | None:
     """The word-embedding parameter when the sparse path is provably exact (module docstring), else None."""
-    from fednlp.algorithms.base import Algorithm
-
     embedding = model.get_input_embeddings().weight
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     tied = output is not None and output.weight is embedding
@@ -148,7 +118,16 @@ def sparse_embedding(model: torch.nn.Module, flat: FlatParameters, config, algor
     optimizer_exact = (config.weight_decay == 0 and config.optimizer in ("sgd", "adamw")
                        and type(algorithm).make_client_optimizer is Algorithm.make_client_optimizer)
     hook_exact = (type(algorithm).adjust_gradients is Algorithm.adjust_gradients
-                  or getattr(algorithm, "keeps_untouched_rows", False))
+                  or algorithm.keeps_untouched_rows)
     if tied or not trainable or not optimizer_exact or not hook_exact:
         return None
     return embedding
+
+
+def make_client_updates(model: torch.nn.Module, flat: FlatParameters, global_flat: torch.Tensor, config,
+                        algorithm: Algorithm) -> DenseClientUpdates:
+    """The sparse word-embedding path where it is provably exact (`sparse_embedding`), else the dense one."""
+    embedding = sparse_embedding(model, flat, config, algorithm)
+    if embedding is None:
+        return DenseClientUpdates(flat, global_flat)
+    return SparseEmbeddingClientUpdates(flat, global_flat, embedding)

@@ -15,6 +15,35 @@ from dataclasses import dataclass
 import numpy as np
 
 from fednlp.errors import UserError
+from fednlp.options import option
+
+
+@dataclass(frozen=True)
+class ContinualOptions:
+    """--continual and its options, checked together (TrainConfig.validate calls `validate`): TrainConfig's
+    `continual` section (fednlp/options.py), so flat flags --continual, --periods, ... on the command line and a
+    `continual:` mapping in YAML (the flat keys of older files still load)."""
+
+    enabled: bool = option("continual FL: data arrives over time by the data's order field, cut into --periods; "
+                           "a device trains on what it holds now (fednlp/federation/continual.py)", default=False,
+                           name="continual")
+    periods: int | None = option("--continual: consecutive periods of the stream")
+    rounds_per_period: int | None = option("--continual: rounds per period (--rounds becomes periods x this)")
+    storage_limit: int | None = option("--continual: a device keeps at most B examples, deleting its oldest first "
+                                       "(default: unlimited)")
+
+    def validate(self) -> None:
+        """The numbers themselves (positive, finite) are checked with every option (fednlp/config_checks.py)."""
+        if self.enabled:
+            if self.periods is None or self.rounds_per_period is None:
+                raise UserError("--continual needs --periods P and --rounds-per-period R")
+        elif self.periods is not None or self.rounds_per_period is not None or self.storage_limit is not None:
+            raise UserError("--periods, --rounds-per-period and --storage-limit apply only with --continual true")
+
+    @property
+    def rounds(self) -> int | None:
+        """The run's rounds under --continual (periods x rounds per period; --rounds is replaced), else None."""
+        return self.periods * self.rounds_per_period if self.enabled else None  # type: ignore[operator]
 
 
 def period_of_examples(order: np.ndarray, periods: int) -> np.ndarray:

@@ -3,45 +3,21 @@ of (seed, round). The runtime, the tests and the benchmarks all use `plan_round`
 what runs.
 
 A plan says which clients train (the sampler's cohort), each one's aggregation weight, which rank trains
-which clients, and the seed of each client's batch order and dropout. `RoundContext` is the part handed
-to the sampler's consumers: the algorithm's client hook and server step.
+which clients, and the seed of each client's batch order and dropout. Its `RoundContext` (declared beside
+the Algorithm in fednlp/algorithms/interface.py) is the part handed to the algorithm's hooks.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import torch
 
+from fednlp.algorithms.interface import RoundContext
+from fednlp.errors import UserError
 from fednlp.federation.cohort import assign_to_ranks
 from fednlp.run.random_streams import Stream, round_generator, round_rng, run_rng
-
-
-@dataclass(frozen=True)
-class RoundContext:
-    """What an algorithm may know about the round: the same on every rank.
-
-    `generator` is a CPU generator seeded from (seed, round): draw noise from it on the CPU (then move it
-    to the device) and every rank adds the same noise with no broadcast. `sums` holds the algorithm's
-    extra slots summed over all clients of all ranks; it is filled after the round's Allreduce, so only
-    the server step sees it.
-    """
-
-    round_idx: int
-    cohort: np.ndarray
-    expected_cohort_size: float
-    n_clients: int
-    world_size: int
-    rank: int
-    seed: int
-    generator: torch.Generator = field(compare=False)
-    sums: Mapping[str, float] = field(default_factory=dict)
-
-    def with_sums(self, sums: Mapping[str, float]) -> "RoundContext":
-        return dataclasses.replace(self, sums=dict(sums))
 
 
 def make_context(seed: int, round_idx: int, cohort: np.ndarray, n_clients: int, expected_cohort_size: float,
@@ -100,3 +76,18 @@ def holdout_clients(seed: int, n_clients: int, fraction: float) -> np.ndarray:
     non-members), sorted."""
     count = int(round(fraction * n_clients))
     return np.sort(run_rng(seed, Stream.HOLDOUT).choice(n_clients, size=count, replace=False))
+
+
+def eligible_clients(held_out: np.ndarray, n_clients: int) -> np.ndarray | None:
+    """The clients a sampler may pick, as plan_round's `eligible`: None (all) or all but the held-out ones."""
+    return None if len(held_out) == 0 else np.setdiff1d(np.arange(n_clients), held_out)
+
+
+def sampling_pool(config: Any, n_clients: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """--holdout-clients' held-out clients and the `eligible` rest (None: every client); refuses a
+    --clients-per-round larger than what is left."""
+    held_out = holdout_clients(config.seed, n_clients, config.holdout_clients)
+    if config.clients_per_round > n_clients - len(held_out):
+        raise UserError(f"--clients-per-round {config.clients_per_round} exceeds the {n_clients} clients "
+                        f"of {config.method!r}" + (f" less the {len(held_out)} held out" if len(held_out) else ""))
+    return held_out, eligible_clients(held_out, n_clients)

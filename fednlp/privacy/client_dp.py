@@ -20,24 +20,24 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from fednlp.algorithms.interface import Algorithm
 from fednlp.privacy.accounting import Accountant
 from fednlp.privacy.settings import ClientDPSettings
 
 if TYPE_CHECKING:
-    from fednlp.federation.client_updates import ClientUpdate
-    from fednlp.federation.round_plan import RoundContext
+    from fednlp.algorithms.interface import ClientUpdate, RoundContext
 
 UNCLIPPED, CONTRIBUTED = "dp_unclipped", "dp_contributed"
 
 
-class ClientDP:
-    """Mixed in before an Algorithm class by `with_client_dp`: its hooks clip and noise, then defer to the
-    algorithm's own (super()). It adds no client optimizer or gradient hook, so the sparse embedding path
-    stays on (ClientUpdate.norm and scale_ are exact over the sparse rows)."""
+class ClientDP(Algorithm):
+    """Put before an Algorithm class by `with_client_dp` (its MRO: ClientDP, the algorithm, Algorithm): its
+    hooks clip and noise, then defer to the algorithm's own (super()). It adds no client optimizer or gradient
+    hook, so the sparse embedding path stays on (ClientUpdate.norm and scale_ are exact over the sparse rows)."""
 
     dp: ClassVar[ClientDPSettings]
     # The noisy sum is divided by the expected cohort size whatever came: an empty (Poisson) round still
-    # adds its noise and steps, and a skipped client is not renormalised away (fednlp/federation/runtime.py).
+    # adds its noise and steps, and a skipped client is not renormalised away (Algorithm.fixed_denominator).
     fixed_denominator: ClassVar[bool] = True
 
     def __init__(self, config: Any):
@@ -81,7 +81,7 @@ class ClientDP:
 
     def round_record(self, ctx: RoundContext) -> dict[str, Any]:
         """The round's DP numbers for metrics.jsonl: epsilon after round_idx + 1 rounds (rank 0 computes it)."""
-        record = dict(self._record)
+        record = {**super().round_record(ctx), **self._record}
         if ctx.rank == 0:
             record.update(epsilon_record(self.accountant, ctx.round_idx + 1, self.dp.delta))
         return record

@@ -1,4 +1,5 @@
-"""The DP options' checks that need nothing but the config (TrainConfig.validate calls `check_dp_config`).
+"""The DP options (DPOptions, TrainConfig's `dp` section) and their checks that need nothing but the config
+(TrainConfig.validate calls DPOptions.validate).
 
 What needs the partition (the number of clients, the sampler's accounting, an epsilon that can be met)
 is checked by fednlp/privacy/plan.py, still before any training.
@@ -7,11 +8,13 @@ is checked by fednlp/privacy/plan.py, still before any training.
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from fednlp.errors import UserError
+from fednlp.options import option
+from fednlp.privacy.mechanisms import DP_MECHANISMS, NONE, DPMechanism, dp_choices, dp_help
 
-LEVELS = ("none", "client", "sample")
 ADAPTIVE = "adaptive"
 
 
@@ -34,42 +37,72 @@ def parse_clip(text: str | None) -> float | None:
 GRAD_SAMPLE_MODES = ("hooks", "ghost")
 
 
-def check_dp_config(config: Any) -> None:
-    if config.dp not in LEVELS:
-        raise UserError(f"--dp must be one of {', '.join(LEVELS)}, got {config.dp!r}")
-    if config.dp == "none":
-        return
-    clip = parse_clip(config.dp_clip)
-    z, eps, delta = config.dp_noise_multiplier, config.dp_epsilon, config.dp_delta
-    if z is None and eps is None:
-        raise UserError(f"--dp {config.dp} needs --dp-noise-multiplier Z or a budget --dp-epsilon E")
-    if z is not None and z < 0:
-        raise UserError(f"--dp-noise-multiplier must be 0 or more, got {z}")
-    if eps is not None and eps <= 0:
-        raise UserError(f"--dp-epsilon must be positive, got {eps}")
-    if delta is not None and not 0 < delta < 1:
-        raise UserError(f"--dp-delta must lie strictly between 0 and 1, got {delta}")
-    if clip is not None and math.isinf(clip) and (z is None or z > 0):
-        raise UserError("--dp-clip inf (no clipping) is only allowed with --dp-noise-multiplier 0 "
-                        "(the noise std is Z C)")
-    if clip is None:
-        if config.dp != "client":
-            raise UserError("--dp-clip adaptive is for --dp client only; --dp sample needs a number")
-        if config.dp_clip_init <= 0:
-            raise UserError(f"--dp-clip-init must be positive, got {config.dp_clip_init}")
-        if not 0 < config.dp_target_quantile < 1:
-            raise UserError(f"--dp-target-quantile must lie strictly between 0 and 1, got {config.dp_target_quantile}")
-        if config.dp_clip_lr <= 0:
-            raise UserError(f"--dp-clip-lr must be positive, got {config.dp_clip_lr}")
-    if config.dp_noise_cohort_size is not None:
-        if config.dp != "client":
-            raise UserError("--dp-noise-cohort-size is for --dp client only")
-        if config.dp_noise_cohort_size <= 0:
-            raise UserError(f"--dp-noise-cohort-size must be positive, got {config.dp_noise_cohort_size}")
-    if config.dp_grad_sample not in GRAD_SAMPLE_MODES:
-        raise UserError(f"--dp-grad-sample must be one of {', '.join(GRAD_SAMPLE_MODES)}, got {config.dp_grad_sample!r}")
-    if config.dp == "sample":
-        if config.precision != "fp32":
-            raise UserError(f"--dp sample needs --precision fp32 (per-example gradients), got {config.precision}")
-        if config.max_grad_norm is not None:
-            raise UserError("--dp sample clips each example's gradient to --dp-clip; drop --max-grad-norm")
+@dataclass
+class DPOptions:
+    """The --dp options of a federated run (TrainConfig.dp): flat flags `--dp`, `--dp-clip`, ... on the
+    command line, a `dp:` section in YAML and config.yaml (fednlp/options.py). `mechanism` names a registered
+    mechanism (fednlp/privacy/mechanisms.py) or none."""
+
+    FLAG_PREFIX: ClassVar[str] = "dp_"
+
+    mechanism: str = option(dp_help, default=NONE, name="dp")
+    clip: str | None = option("DP clip norm C (a positive number), or 'adaptive' (client level: Andrew et al. 2021)")
+    clip_init: float = option("--dp-clip adaptive: the initial clip norm", default=0.1)
+    noise_multiplier: float | None = option("DP noise multiplier Z (noise std = Z C); or give --dp-epsilon")
+    epsilon: float | None = option("DP budget: calibrate Z to it (or, with --dp-noise-multiplier, refuse more "
+                                   "rounds than it allows)")
+    delta: float | None = option("DP delta (default 1/N: N clients at client level, training examples at "
+                                 "sample level)")
+    target_quantile: float = option("--dp-clip adaptive: the fraction of clients left unclipped", default=0.5)
+    clip_lr: float = option("--dp-clip adaptive: the geometric learning rate of the clip norm", default=0.2)
+    noise_cohort_size: int | None = option("client level: noise as if this many clients took part per round "
+                                           "(the accounting then assumes that deployment's population)")
+    grad_sample: str = option("--dp sample: per-example clipping by Opacus's per-example gradients (hooks) or by "
+                              "ghost clipping (ghost: per-example norms without the gradients, two backward "
+                              "passes; docs/privacy.md)", default="hooks")
+    accept_sampler_bound: bool = option("allow --dp with a sampler that has no exact accounting, bounded with its "
+                                        "largest inclusion probability as a Poisson rate", default=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.mechanism != NONE
+
+    def validate(self, config: Any) -> None:
+        """What every mechanism shares, then the mechanism's own checks; `config` is the run (TrainConfig)."""
+        choices = dp_choices()
+        if self.mechanism not in choices:
+            raise UserError(f"--dp must be one of {', '.join(choices)}, got {self.mechanism!r}")
+        if not self.enabled:
+            return
+        mechanism = DP_MECHANISMS.get(self.mechanism)()
+        clip = parse_clip(self.clip)
+        z, eps, delta = self.noise_multiplier, self.epsilon, self.delta
+        if z is None and eps is None:
+            raise UserError(f"--dp {self.mechanism} needs --dp-noise-multiplier Z or a budget --dp-epsilon E")
+        if z is not None and z < 0:
+            raise UserError(f"--dp-noise-multiplier must be 0 or more, got {z}")
+        if eps is not None and eps <= 0:
+            raise UserError(f"--dp-epsilon must be positive, got {eps}")
+        if delta is not None and not 0 < delta < 1:
+            raise UserError(f"--dp-delta must lie strictly between 0 and 1, got {delta}")
+        if clip is not None and math.isinf(clip) and (z is None or z > 0):
+            raise UserError("--dp-clip inf (no clipping) is only allowed with --dp-noise-multiplier 0 "
+                            "(the noise std is Z C)")
+        if clip is None:
+            self._check_adaptive(mechanism)
+        if self.noise_cohort_size is not None and self.noise_cohort_size <= 0:
+            raise UserError(f"--dp-noise-cohort-size must be positive, got {self.noise_cohort_size}")
+        if self.grad_sample not in GRAD_SAMPLE_MODES:
+            raise UserError(f"--dp-grad-sample must be one of {', '.join(GRAD_SAMPLE_MODES)}, got {self.grad_sample!r}")
+        mechanism.check(self, config)
+
+    def _check_adaptive(self, mechanism: DPMechanism) -> None:
+        if not mechanism.adaptive_clip:
+            takers = " or ".join(name for name, cls in DP_MECHANISMS.items() if cls.adaptive_clip) or "no mechanism"
+            raise UserError(f"--dp-clip adaptive is for --dp {takers} only; --dp {self.mechanism} needs a number")
+        if self.clip_init <= 0:
+            raise UserError(f"--dp-clip-init must be positive, got {self.clip_init}")
+        if not 0 < self.target_quantile < 1:
+            raise UserError(f"--dp-target-quantile must lie strictly between 0 and 1, got {self.target_quantile}")
+        if self.clip_lr <= 0:
+            raise UserError(f"--dp-clip-lr must be positive, got {self.clip_lr}")

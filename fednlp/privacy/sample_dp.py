@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,10 +32,15 @@ from opacus.grad_sample import GradSampleModuleFastGradientClipping
 from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
 from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
+from fednlp.algorithms.interface import Algorithm
 from fednlp.errors import UserError
 from fednlp.run.random_streams import Stream, round_generator
 from fednlp.privacy.client_dp import finite_or_none
 from fednlp.privacy.settings import SampleDPSettings
+
+if TYPE_CHECKING:
+    from fednlp.privacy.sample_accounting import SampleLedger
+
 
 class PoissonDPOptimizer(DPOptimizer):
     """Opacus's DPOptimizer plus the step of an empty Poisson batch: no example, but the noise is still
@@ -55,20 +60,17 @@ class PoissonGhostDPOptimizer(DPOptimizerFastGradientClipping):
             p.grad = torch.zeros_like(p)
         self.step()
 
-class SampleDP:
-    """Mixed in before an Algorithm class by `with_sample_dp`."""
+class SampleDP(Algorithm):
+    """Put before an Algorithm class by `with_sample_dp` (its MRO: SampleDP, the algorithm, Algorithm): the
+    client's batches, model hooks, optimizer and backward pass are DP-SGD's; the server side is the algorithm's."""
 
     dp: ClassVar[SampleDPSettings]
+    ledger: SampleLedger  # set by privatize (fednlp/privacy/plan.py): every client's rate and steps
 
     def __init__(self, config: Any):
         super().__init__(config)  # type: ignore[call-arg]
         self._grad_sample_module: GradSampleModule | GradSampleModuleFastGradientClipping | None = None
         self.optimizer: PoissonDPOptimizer | PoissonGhostDPOptimizer | None = None
-
-    @property
-    def per_example_loss(self) -> bool:
-        """Whether the local trainer must hand `backward` the batch's per-example losses (ghost clipping)."""
-        return self.dp.grad_sample_mode == "ghost"
 
     def check_model(self, model: torch.nn.Module) -> None:
         """Refuse, before the run writes anything, a model this mode cannot clip per example."""
@@ -102,6 +104,10 @@ class SampleDP:
                               expected_batch_size=self.dp.batch_size, loss_reduction="mean")
         return self.optimizer
 
+    def step_without_examples(self, optimizer: torch.optim.Optimizer) -> None:
+        """An empty Poisson batch still takes its noisy step (PoissonDPOptimizer below)."""
+        self.optimizer.step_without_examples()
+
     def backward(self, example_losses: torch.Tensor) -> None:
         """Ghost clipping's two backward passes: the per-example norms, then the losses weighted by their clip
         factors min(1, C / norm), which leaves the clipped sum in `.grad`."""
@@ -119,10 +125,11 @@ class SampleDP:
     def round_record(self, ctx: Any) -> dict[str, Any]:
         """The round's DP number for metrics.jsonl (rank 0): the largest client epsilon so far, by RDP (one
         conversion per distinct client rate and step count; the final PLD values are in result.json)."""
+        record = super().round_record(ctx)
         if ctx.rank != 0:
-            return {}
-        epsilons = self.ledger.epsilons(ctx.round_idx + 1, "rdp")  # type: ignore[attr-defined]
-        return {"dp_epsilon_rdp_max": finite_or_none(float(epsilons.max()) if len(epsilons) else 0.0)}
+            return record
+        epsilons = self.ledger.epsilons(ctx.round_idx + 1, "rdp")
+        return {**record, "dp_epsilon_rdp_max": finite_or_none(float(epsilons.max()) if len(epsilons) else 0.0)}
 
 
 def _per_example_position_ids(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -146,4 +153,6 @@ def client_steps(n_rows: int, dp: SampleDPSettings) -> int:
     return max(1, math.ceil(epochs * n_rows / max(1, min(dp.batch_size, n_rows))))
 
 def with_sample_dp(algorithm_cls: type, settings: SampleDPSettings) -> type:
-    return type(f"{algorithm_cls.__name__}WithSampleDP", (SampleDP, algorithm_cls), {"dp": settings})
+    """`algorithm_cls` with DP-SGD in every client; ghost clipping backpropagates per-example losses."""
+    return type(f"{algorithm_cls.__name__}WithSampleDP", (SampleDP, algorithm_cls),
+                {"dp": settings, "per_example_loss": settings.grad_sample_mode == "ghost"})

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import math
 import os
 import statistics
@@ -28,6 +27,8 @@ from typing import Any
 
 from fednlp.errors import UserError
 from fednlp.files import atomic_write_text
+from fednlp.results.run_files import RESULT, RunDirectory
+from fednlp.results.run_result import RunResult, is_number
 
 CENTRALIZED = "centralized"
 FORMATS = ("markdown", "csv", "html")
@@ -63,8 +64,8 @@ BUDGET_TOLERANCE = 0.10  # examples seen may differ this much (local epochs make
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One run's result.json, reduced to what the leaderboard reads; `value` is on the fraction scale."""
+class ScoredRun:
+    """One run as the leaderboard counts it (from its RunResult); `value` is on the fraction scale."""
 
     run_dir: Path
     task: str
@@ -111,7 +112,7 @@ class Row:
     examples_seen: int | None
     stats: dict[str, float]
     wall_time_s: float | None
-    runs: tuple[RunRecord, ...]
+    runs: tuple[ScoredRun, ...]
     number: int = 0
     baseline: Row | None = None
     gap: float | None = None
@@ -129,69 +130,53 @@ class Row:
 
 # ---------------------------------------------------------------- reading
 
-def load_runs(root: str | os.PathLike) -> list[RunRecord]:
+def load_runs(root: str | os.PathLike) -> list[ScoredRun]:
     """Every result.json under root, at any depth, sorted by path."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"runs directory {root} does not exist or is not a directory")
-    paths = sorted(root.rglob("result.json"))
+    paths = sorted(root.rglob(RESULT))
     if not paths:
         raise UserError(f"no result.json found under {root}")
-    return [_read_result(p) for p in paths]
+    return [_scored(RunDirectory(p.parent).result, p) for p in paths]
 
 
-def _read_result(path: Path) -> RunRecord:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object, found {type(data).__name__}")
+def _scored(result: RunResult, path: Path) -> ScoredRun:
+    """The run as the leaderboard counts it; RunResult has checked the types of the keys it holds."""
     for key in (*REQUIRED_STR, "partition_method", "value"):
-        if key not in data:
+        if key not in result.record:
             raise UserError(f"{path}: missing required key '{key}'")
-    for key in REQUIRED_STR:
-        if not isinstance(data[key], str) or not data[key]:
-            raise UserError(f"{path}: '{key}' must be a non-empty string, found {data[key]!r}")
-    if data["partition_method"] is not None and not isinstance(data["partition_method"], str):
-        raise UserError(f"{path}: 'partition_method' must be a string or null, found {data['partition_method']!r}")
-    if not _is_number(data["value"]):
-        raise UserError(f"{path}: 'value' must be a number, found {data['value']!r}")
-    greater_is_better = data.get("greater_is_better", True)
-    if not isinstance(greater_is_better, bool):
-        raise UserError(f"{path}: 'greater_is_better' must be true or false, found {greater_is_better!r}")
-    config = data.get("config") or {}
-    if not isinstance(config, dict):
-        raise UserError(f"{path}: 'config' must be a JSON object, found {type(config).__name__}")
-    return RunRecord(
+    if result.value is None:
+        raise UserError(f"{path}: 'value' must be a number, found None")
+    return ScoredRun(
         run_dir=path.parent,
-        task=data["task"],
-        dataset=data["dataset"],
-        model=data["model"],
-        partition_method=data["partition_method"],
-        algorithm=data["algorithm"],
-        metric=data["metric"],
-        value=_as_fraction(path, data, greater_is_better),
-        greater_is_better=greater_is_better,
-        settings=_settings(config, data),
-        examples_seen=_examples_seen(data, config),
-        stats=_optional_stats(path, data),
-        metrics=dict(data.get("metrics") or {}),
-        wall_time_s=data.get("wall_time_s"),
-        seed=data.get("seed"),
+        task=result.task,
+        dataset=result.dataset,
+        model=result.model,
+        partition_method=result.partition_method,
+        algorithm=result.algorithm,
+        metric=result.metric,
+        value=_as_fraction(path, result),
+        greater_is_better=result.greater_is_better,
+        settings=_settings(result),
+        examples_seen=_examples_seen(result),
+        stats=_optional_stats(path, result),
+        metrics=result.metrics,
+        wall_time_s=result.wall_time_s,
+        seed=result.seed,
     )
 
 
-def _as_fraction(path: Path, data: dict[str, Any], greater_is_better: bool) -> float:
+def _as_fraction(path: Path, result: RunResult) -> float:
     """The primary metric on one scale: fractions in [0, 1] for every score where greater is better."""
-    value = float(data["value"])
-    scale = data.get("metric_scale", "fraction")
+    value = float(result.value)
+    scale = result.metric_scale or "fraction"
     if scale == "percent":
         value /= 100.0
     elif scale != "fraction":
         raise UserError(f"{path}: 'metric_scale' must be 'fraction' or 'percent', found {scale!r}")
-    if greater_is_better and not 0.0 <= value <= 1.0:
-        raise UserError(f"{path}: {data['metric']} = {data['value']!r} is not a fraction in [0, 1]; the "
+    if result.greater_is_better and not 0.0 <= value <= 1.0:
+        raise UserError(f"{path}: {result.metric} = {result.value!r} is not a fraction in [0, 1]; the "
                         "leaderboard puts every metric on one scale (a run recorded in percent must say "
                         "\"metric_scale\": \"percent\")")
     return value
@@ -209,12 +194,12 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _settings(config: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+def _settings(result: RunResult) -> dict[str, Any]:
     """The resolved config minus what cannot change the result, plus the input files' checksums."""
+    config = result.config
     settings = {k: v for k, v in flatten(config).items()
                 if k.split(".")[0] not in NOT_SETTINGS and not k.endswith(PATH_SUFFIXES)}
-    for key in ("data", "partition"):
-        checksum = data.get(f"{key}_sha256")
+    for key, checksum in (("data", result.data_sha256), ("partition", result.partition_sha256)):
         if checksum is not None:
             settings[f"{key}_sha256"] = checksum
         elif config.get(key) is not None:  # an older record without checksums: the path is all there is
@@ -222,27 +207,21 @@ def _settings(config: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def _examples_seen(data: dict[str, Any], config: dict[str, Any]) -> int | None:
-    steps, batch = data.get("local_steps_total"), config.get("batch_size")
-    return int(steps * batch) if _is_number(steps) and _is_number(batch) else None
+def _examples_seen(result: RunResult) -> int | None:
+    steps, batch = result.local_steps_total, result.config.get("batch_size")
+    return int(steps * batch) if is_number(steps) and is_number(batch) else None
 
 
-def _optional_stats(path: Path, data: dict[str, Any]) -> dict[str, float]:
+def _optional_stats(path: Path, result: RunResult) -> dict[str, float]:
     stats = {}
     for column, keys in OPTIONAL_STATS.items():
-        value: Any = data
-        for key in keys:
-            value = value.get(key) if isinstance(value, dict) else None
+        value = result.block(*keys)
         if value is None:
             continue
-        if not _is_number(value):
+        if not is_number(value):
             raise UserError(f"{path}: '{'.'.join(keys)}' must be a number, found {value!r}")
         stats[column] = float(value)
     return stats
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 # ---------------------------------------------------------------- rows
@@ -252,10 +231,10 @@ def _row_key(r: Row) -> tuple:
             sorted(((k, str(v)) for k, v in r.settings.items())))
 
 
-def leaderboard_rows(runs: list[RunRecord]) -> list[Row]:
+def leaderboard_rows(runs: list[ScoredRun]) -> list[Row]:
     """One row per experiment (runs with the same fingerprint), centralized first in each block, numbered
     from 1; each federated row carries its centralized baseline, its gap, and whether it is its block's best."""
-    groups: dict[tuple, list[RunRecord]] = {}
+    groups: dict[tuple, list[ScoredRun]] = {}
     for run in runs:
         groups.setdefault(run.fingerprint, []).append(run)
     rows = sorted((_aggregate(g) for g in groups.values()), key=_row_key)
@@ -265,10 +244,10 @@ def leaderboard_rows(runs: list[RunRecord]) -> list[Row]:
     return _mark_best(rows)
 
 
-def _aggregate(runs: list[RunRecord]) -> Row:
+def _aggregate(runs: list[ScoredRun]) -> Row:
     first = runs[0]
     values = [r.value for r in runs]
-    times = [r.wall_time_s for r in runs if _is_number(r.wall_time_s)]
+    times = [r.wall_time_s for r in runs if is_number(r.wall_time_s)]
     seen = [r.examples_seen for r in runs if r.examples_seen is not None]
     stats = {}
     for column in OPTIONAL_STATS:

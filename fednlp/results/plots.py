@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from fednlp.errors import UserError
-from fednlp.results.leaderboard import Row, RunRecord, setting_columns, setting_text
+from fednlp.files import atomic_write_bytes
+from fednlp.results.leaderboard import Row, ScoredRun, setting_columns, setting_text
+from fednlp.results.run_files import RunDirectory
 
 ALPHA = re.compile(r"^niid_label_.*alpha=([0-9.eE+-]+)$")
 
@@ -23,22 +23,10 @@ def row_label(row: Row, settings: list[str]) -> str:
     return " ".join([row.algorithm, *extra])
 
 
-def read_curve(run: RunRecord) -> list[dict[str, Any]]:
+def read_curve(run: ScoredRun) -> list[dict[str, Any]]:
     """The evaluations of metrics.jsonl that hold the run's primary metric (none without the file)."""
-    path = run.run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    points = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-        if isinstance(record, dict) and isinstance(record.get(run.metric), (int, float)):
-            points.append(record)
-    return points
+    return [record for record in RunDirectory(run.run_dir).read_metrics()
+            if isinstance(record, dict) and isinstance(record.get(run.metric), (int, float))]
 
 
 def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
@@ -155,13 +143,6 @@ def write_study_plots(rows: list[Row], directory: str | os.PathLike) -> list[Pat
     for name, png in figures.items():
         if png is None:
             continue
-        path = directory / name
-        tmp = path.with_name(f".{name}.tmp{os.getpid()}")
-        try:
-            tmp.write_bytes(png)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        written.append(path)
+        atomic_write_bytes(directory / name, png)
+        written.append(directory / name)
     return written

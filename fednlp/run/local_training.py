@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ import torch
 from fednlp.config import RunConfig
 from fednlp.run.device import autocast
 from fednlp.tasks.base import Features, Task
+
+if TYPE_CHECKING:
+    from fednlp.algorithms.interface import Algorithm
 
 
 def batch_plan(n_rows: int, batch_size: int, rng: np.random.Generator, *, steps: int | None = None,
@@ -49,7 +52,8 @@ class PhaseTimer:
 
 class LocalTrainer:
     def __init__(self, model: torch.nn.Module, task: Task, features: Features, config: RunConfig,
-                 device: torch.device, timer: PhaseTimer, algorithm: Any = None):
+                 device: torch.device, timer: PhaseTimer, algorithm: Algorithm | None = None):
+        """`algorithm` None: plain local training (the centralized baseline), no hooks."""
         self.model = model
         self.task = task
         self.features = features
@@ -58,9 +62,10 @@ class LocalTrainer:
         self.timer = timer
         self.algorithm = algorithm
         self.params = [p for p in model.parameters() if p.requires_grad]
-        if hasattr(algorithm, "attach_model"):  # e.g. DP-SGD's per-example gradient hooks (fednlp/privacy/)
-            algorithm.attach_model(model)
-        custom = algorithm.make_client_optimizer(self.params) if algorithm is not None else None
+        custom = None
+        if algorithm is not None:
+            algorithm.attach_model(model)  # e.g. DP-SGD's per-example gradient hooks (fednlp/privacy/)
+            custom = algorithm.make_client_optimizer(self.params)
         self.optimizer = custom if custom is not None else self._make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
         self.steps_done = 0
@@ -82,10 +87,12 @@ class LocalTrainer:
         self.model.train()
         self._loss_first = self._loss_last = None
         self._loss_sum = torch.zeros((), device=self.device)
-        per_example = getattr(self.algorithm, "per_example_loss", False)
+        algorithm = self.algorithm
+        per_example = algorithm is not None and algorithm.per_example_loss
         for positions in batches:
-            if len(positions) == 0:  # an empty Poisson batch (DP-SGD): no example, but its noisy step is taken
-                self.optimizer.step_without_examples()
+            if len(positions) == 0:  # only an algorithm's client_batches plans one (DP-SGD's Poisson batches)
+                if algorithm is not None:
+                    algorithm.step_without_examples(self.optimizer)
                 continue
             start = time.perf_counter()
             batch = self.features.batch(rows[positions], self.device)
@@ -102,14 +109,14 @@ class LocalTrainer:
                 self._loss_first = detached
             self._loss_last = detached
             if per_example:
-                self.algorithm.backward(example_losses)
+                algorithm.backward(example_losses)
             elif self.scaler is not None:
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(self.optimizer)
             else:
                 loss.backward()
-            if self.algorithm is not None and global_params is not None:
-                self.algorithm.adjust_gradients(self.params, global_params)
+            if algorithm is not None and global_params is not None:
+                algorithm.adjust_gradients(self.params, global_params)
             if self.config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
             if self.scaler is not None:

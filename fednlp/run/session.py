@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import resource
 import shutil
@@ -15,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fednlp.config import RunConfig, config_dict
+from fednlp.config import RunConfig, config_dict, config_sections
 from fednlp.data.datafile import DataFile, read_data_file
-from fednlp.files import file_sha256
+from fednlp.files import atomic_output, file_sha256
 from fednlp.tasks.feature_cache import load_or_build_features
 from fednlp.errors import UserError
 from fednlp.run.random_streams import Stream, run_rng
@@ -26,7 +25,8 @@ from fednlp.run.evaluation import (evaluate, evaluate_clients, evaluation_settin
                                          generation_beams, show_progress)
 from fednlp.run.local_training import PhaseTimer
 from fednlp.locks import lock_run_dir, release_run_dir
-from fednlp.results.run_files import RunWriter
+from fednlp.results.run_files import RunDirectory, RunWriter
+from fednlp.results.run_result import RunResult
 from fednlp.tasks.base import Features, Task
 from fednlp.tasks.models import freeze_layers, load_tokenizer
 from fednlp.tasks.registry import resolve_task
@@ -71,7 +71,7 @@ class Session:
     def eval_setting(self, final: bool) -> dict[str, Any]:
         """{"eval": what produced the numbers of `evaluate(final=final)`} for the round's record."""
         return {"eval": evaluation_setting(self.config, len(self.eval_examples(final)), len(self.data.test_index_list),
-                                           final, self.task.task_type == "seq2seq")}
+                                           final, self.task.generates)}
 
     def evaluate_clients(self, client_tests: dict[int, np.ndarray]) -> dict[int, dict[str, float]]:
         start = time.perf_counter()
@@ -93,7 +93,7 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
     data = read_data_file(config.data, lazy=True)  # a column is read only when the run needs it
     task_cls = resolve_task(config.task, data.task_type, config.data)
     tokenizer = load_tokenizer(config.model)
-    specials = tokenizer.num_special_tokens_to_add(pair=task_cls.task_type == "span_extraction")
+    specials = tokenizer.num_special_tokens_to_add(pair=task_cls.text_pairs)
     if config.max_seq_length <= specials:
         raise UserError(f"--max-seq-length {config.max_seq_length} leaves no room for text: "
                         f"the tokenizer adds {specials} special tokens")
@@ -118,10 +118,10 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
         lock_run_dir(run_dir)  # held until finish(): a second run on this directory is refused (fednlp/locks.py)
         writer = RunWriter(run_dir)
         if not resume:
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-            (run_dir / "clients.csv").unlink(missing_ok=True)
+            writer.metrics_path.unlink(missing_ok=True)
+            writer.clients_path.unlink(missing_ok=True)
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a fresh run must never resume old rounds
-        writer.write_config(config_dict(config))
+        writer.write_config(config_sections(config))  # YAML: a feature's options as its section
     return Session(config, comm, data, task, features, model, device, test_examples, PhaseTimer(), writer,
                    run_dir, started)
 
@@ -142,7 +142,7 @@ def evaluation_examples(data: DataFile, config: RunConfig) -> np.ndarray:
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    if (run_dir / "result.json").exists() and not overwrite:
+    if RunDirectory(run_dir).result_path.exists() and not overwrite:
         raise UserError(f"--out {run_dir} already holds a finished run (result.json); "
                         "choose another --out, pass --overwrite true, or continue it with --resume")
 
@@ -172,7 +172,7 @@ def finish(session: Session, result: dict[str, Any], history: list[dict[str, Any
     primary = session.task.primary_metric
     evaluations = [h for h in history if primary in h]
     final = evaluations[-1] if evaluations else {}
-    greater = getattr(session.task, "greater_is_better", True)
+    greater = session.task.greater_is_better
     if session.config.save_model and session.writer is not None:
         result["model_dir"] = str(save_model(session))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
@@ -189,6 +189,7 @@ def finish(session: Session, result: dict[str, Any], history: list[dict[str, Any
     result.update(evaluation_share(session.timer.seconds, result["wall_time_s"]),
                   eval=final.get("eval"))
     if session.writer is not None:
+        RunResult.parse(result, "the run's record")  # what every reader of result.json accepts
         session.writer.write_result(result)
         release_run_dir(session.run_dir)
     return result
@@ -213,16 +214,10 @@ def final_line(result: dict[str, Any]) -> str:
 def save_model(session: Session) -> Path:
     """The final global model and its tokenizer in RUN_DIR/model/, loadable with the task's
     AutoModelFor...from_pretrained and usable as --model for another run. Written beside, then renamed."""
-    target = session.run_dir / "model"
-    tmp = session.run_dir / f".model.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    target = RunDirectory(session.run_dir).model_dir
+    with atomic_output(target) as tmp:
         session.model.save_pretrained(tmp)
         session.task.tokenizer.save_pretrained(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -120,6 +120,21 @@ class Task(ABC):
     #: estimate made before tokenizing; heads that store more per token say so.
     bytes_per_token: ClassVar[int] = 6
 
+    # What the rest of fednlp asks of a head, declared here (a head says it once) rather than inferred
+    # from its name or its task_type anywhere else.
+    #: Data-file task types the head reads; () is its own task_type (lm reads any text data file).
+    data_task_types: ClassVar[tuple[str, ...]] = ()
+    #: Its inputs are text pairs (QA: question, context): the tokenizer adds a pair's special tokens.
+    text_pairs: ClassVar[bool] = False
+    #: It evaluates by generating text: --num-beams applies, and each evaluation records its beams.
+    generates: ClassVar[bool] = False
+    #: Its features come from the X and Y texts alone and it has a per-example loss, so the audit can score
+    #: any filled canary template through it (fednlp/audit/: canary exposure).
+    scores_canaries: ClassVar[bool] = False
+    #: A classifier whose input can be optimised towards a label: the audit extracts canaries from it by
+    #: model inversion (fednlp/audit/extraction.py).
+    extracts_canaries: ClassVar[bool] = False
+
     def __init__(self, data: DataFile, tokenizer: Any, config: RunConfig):
         self.data = data
         self.tokenizer = tokenizer

@@ -18,6 +18,8 @@ class TextClassification(Task):
     name = "classification"
     task_type = "text_classification"
     primary_metric = "accuracy"
+    scores_canaries = True
+    extracts_canaries = True
 
     def build_features(self) -> Features:
         texts = self.data.fields["X"]

@@ -47,6 +47,7 @@ class CausalLM(Task):
     data_task_types = tuple(TEXT_FIELDS)  # the data files it reads (registry.resolve_task)
     primary_metric = "perplexity"
     greater_is_better = False
+    scores_canaries = True
     bytes_per_token = 9  # ids and labels int32, attention mask int8
 
     def texts(self) -> list[str]:

@@ -143,6 +143,7 @@ class ExtractiveQA(Task):
     name = "qa"
     task_type = "span_extraction"
     primary_metric = "f1"
+    text_pairs = True
 
     def __init__(self, data, tokenizer, config):
         super().__init__(data, tokenizer, config)

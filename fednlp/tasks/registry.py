@@ -1,4 +1,6 @@
-"""Task heads by name (`--task`) and by the data file's task_type."""
+"""Task heads by name (`--task`) and by the data file's task_type: `@register_task` here, or the `fednlp.tasks`
+entry-point group for packages installed beside fednlp (an entry point names a Task subclass; its name is the
+`--task` value)."""
 
 from __future__ import annotations
 
@@ -6,33 +8,25 @@ from fednlp.errors import UserError
 from fednlp.registry import Registry
 from fednlp.tasks.base import Task
 
-TASKS: Registry[type[Task]] = Registry("task", "--task")
+TASKS: Registry[type[Task]] = Registry(
+    "task", "--task", group="fednlp.tasks", base=Task,
+    builtins=("fednlp.tasks.classification", "fednlp.tasks.tagging", "fednlp.tasks.qa", "fednlp.tasks.seq2seq",
+              "fednlp.tasks.lm"),
+)
 
 
 def register_task(cls: type[Task]) -> type[Task]:
     return TASKS.add(cls.name, cls)
 
 
-def _load_builtin_tasks() -> None:
-    import importlib
-
-    for module in ("classification", "tagging", "qa", "seq2seq", "lm"):
-        try:
-            importlib.import_module(f"fednlp.tasks.{module}")
-        except ModuleNotFoundError as exc:  # a head not written yet must not break the others
-            if exc.name != f"fednlp.tasks.{module}":
-                raise
-
-
 def data_task_types(cls: type[Task]) -> tuple[str, ...]:
-    """The data-file task types a head reads: its own, or several (`lm` reads any text data file)."""
-    return tuple(getattr(cls, "data_task_types", (cls.task_type,)))
+    """The data-file task types a head reads: its own, or those it declares (`lm` reads any text data file)."""
+    return cls.data_task_types or (cls.task_type,)
 
 
 def resolve_task(name: str | None, task_type: str, data_path: str) -> type[Task]:
     """The task class for `--task name`, checked against the data file's task_type (None: infer it: the head
     whose own task_type it is, so `lm`, which reads other heads' data, is only ever asked for)."""
-    _load_builtin_tasks()
     by_type = {cls.task_type: cls for cls in TASKS.values()}
     if name is None:
         if task_type not in by_type:

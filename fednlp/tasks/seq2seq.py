@@ -32,6 +32,8 @@ class Seq2Seq(Task):
     name = "seq2seq"
     task_type = "seq2seq"
     primary_metric = "rougeL"
+    generates = True
+    scores_canaries = True
 
     # ------------------------------------------------------------------ features
 

@@ -8,13 +8,13 @@ import sys
 
 import numpy as np
 
-from fednlp.config import TrainConfig
+from fednlp.config import TrainConfig, build_config
 from fednlp.algorithms.samplers import get_sampler
 from fednlp.federation.cohort import assign_to_ranks
 from fednlp.federation.communicator import make_communicator
 from fednlp.federation.runtime import Federation, train_federated
 
-config = TrainConfig(**json.loads(sys.argv[1]))
+config = build_config(TrainConfig, json.loads(sys.argv[1]))  # flat values, as result.json records them
 comm = make_communicator()
 captured = {}
 original_run = Federation.run

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fednlp.algorithms.base import Algorithm, algorithm_option
+from fednlp.algorithms.interface import Algorithm, algorithm_option
 
 
 @dataclass(frozen=True)

@@ -13,26 +13,32 @@ from pathlib import Path
 from typing import Callable
 
 from fednlp.data.datafile import DataFile
+from fednlp.options import option
 from fednlp.registry import Registry
 
 
 @dataclass(frozen=True)
 class ReaderOptions:
-    """Column choices for the generic readers; dataset-specific readers ignore what they don't need."""
+    """Column choices for the generic readers; dataset-specific readers ignore what they don't need. Each field
+    is a flag of `fednlp data prepare` (fednlp/options.py builds the parser from them)."""
 
-    text_column: str | None = None
-    label_column: str | None = None
-    token_column: int = 0
-    tag_column: int = -1
-    source_column: str | None = None  # seq2seq source text / per-example group for others
-    target_column: str | None = None
-    task: str | None = None  # task_type for readers that cannot tell (hf:)
-    test_fraction: float | None = None
-    seed: int = 0
-    bad_records: str = "error"  # a malformed raw record: "error" refuses the file, "skip" drops it (layout.py)
-    user_column: str | None = None  # who wrote the example -> field `user` (users.py)
-    time_column: str | None = None  # when, as a number -> field `order`
-    group_column: str | None = None  # protected group for group fairness -> field `group`
+    text_column: str | None = option("text column (csv/tsv/jsonl/hf)")
+    label_column: str | None = option("label column (csv/tsv/jsonl/hf)")
+    token_column: int = option("token column index (conll), default 0", default=0)
+    tag_column: int = option("tag column index (conll), default -1 (last)", default=-1)
+    source_column: str | None = option("seq2seq source column (jsonl/hf), or per-example group column")
+    target_column: str | None = option("seq2seq target column (jsonl/hf)")
+    user_column: str | None = option("who wrote each example, stored as field user (csv/tsv/jsonl/hf)")  # users.py
+    time_column: str | None = option("when, as a number, stored as field order (csv/tsv/jsonl/hf)")
+    group_column: str | None = option("protected group for group fairness, stored as field group (csv/tsv/jsonl/hf)")
+    task: str | None = option("task type for hf: datasets: text_classification, sequence_tagging, span_extraction or "
+                              "seq2seq")  # for readers that cannot tell
+    test_fraction: float | None = option("make a seeded test split of this fraction")
+    seed: int = option("seed of the test split", default=0)
+    bad_records: str = option(  # layout.py
+        "a malformed raw record (a row, line, sentence or question): error (default) refuses the whole file naming "
+        "FILE:LINE; skip drops it with a warning naming FILE:LINE and lists it in the data file's attributes "
+        "(skipped_records, skipped_locations)", default="error", choices=("error", "skip"))
 
 
 Reader = Callable[[Path, ReaderOptions], DataFile]
@@ -46,7 +52,13 @@ class ReaderEntry:
     help: str
 
 
-READERS: Registry[ReaderEntry] = Registry("dataset", "--dataset")
+#: Built-in readers are imported on first use (a broken optional reader cannot break the CLI's --help);
+#: installed packages add theirs through the `fednlp.readers` entry-point group (an entry point names a
+#: module or function whose import registers the name with @register_reader).
+READERS: Registry[ReaderEntry] = Registry(
+    "dataset", "--dataset", group="fednlp.readers",
+    builtins=tuple(f"fednlp.data.readers.{m}" for m in ("classification", "qa", "seq2seq", "tagging", "textdir")),
+)
 
 
 def register_reader(name: str, task_type: str, help: str = "") -> Callable[[Reader], Reader]:
@@ -58,10 +70,8 @@ def register_reader(name: str, task_type: str, help: str = "") -> Callable[[Read
 
 
 def get_reader(name: str) -> ReaderEntry:
-    _load_builtin_readers()
     return READERS.get(name, hint=", hf:NAME[:CONFIG]")
 
 
-def _load_builtin_readers() -> None:
-    # Imported for their registrations; late so that a broken optional reader cannot break the CLI's --help.
-    from fednlp.data.readers import classification, qa, seq2seq, tagging, textdir  # noqa: F401
+def _load_builtin_readers() -> dict[str, ReaderEntry]:
+    return READERS.load()
