@@ -27,12 +27,11 @@ def train_centralized(config: CentralizedConfig) -> dict[str, Any]:
     session = open_session(config, LocalCommunicator(), default_run_name(config))
     train_rows = session.features.rows_of(np.asarray(session.data.train_index_list, dtype=np.int64))
     trainer = LocalTrainer(session.model, session.task, session.features, config, session.device, session.timer)
-    rng = run_rng(config.seed, Stream.CENTRALIZED)
-    torch.manual_seed(int(rng.integers(2**62)))
+    dropout_seed, chunks = centralized_batches(config, len(train_rows))
+    torch.manual_seed(dropout_seed)
     history: list[dict[str, Any]] = []
     loop_start = time.perf_counter()
-    for chunk, (steps, epochs) in enumerate(_chunks(config), start=1):
-        batches = batch_plan(len(train_rows), config.batch_size, rng, steps=steps, epochs=epochs)
+    for chunk, batches in enumerate(chunks, start=1):
         trainer.train(train_rows, batches)
         train_loss = trainer.losses()[1]  # the mean batch loss of this chunk's steps
         if not math.isfinite(train_loss):
@@ -58,6 +57,15 @@ def train_centralized(config: CentralizedConfig) -> dict[str, Any]:
         local_steps_total=trainer.steps_done,
     )
     return finish(session, result, history)
+
+
+def centralized_batches(config: CentralizedConfig, n_rows: int) -> tuple[int, list[list[np.ndarray]]]:
+    """The dropout seed and each chunk's batches (positions into the training rows): pure in the config, so
+    `fednlp audit` recomputes which examples the run used (fednlp/audit/members.py)."""
+    rng = run_rng(config.seed, Stream.CENTRALIZED)
+    dropout_seed = int(rng.integers(2**62))
+    return dropout_seed, [batch_plan(n_rows, config.batch_size, rng, steps=steps, epochs=epochs)
+                          for steps, epochs in _chunks(config)]
 
 
 def _chunks(config: CentralizedConfig) -> list[tuple[int | None, float | None]]:

@@ -14,6 +14,7 @@ from typing import Callable
 from fednlp.audit.commands import add_audit_commands
 from fednlp.errors import RunDiverged, RunInterrupted, UserError
 from fednlp.fairness.commands import add_fairness_command
+from fednlp.results.commands import COMPARE_HELP, add_compare_command
 
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
@@ -98,6 +99,11 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--format", default="markdown", choices=FORMATS)
     b.add_argument("--out", help="write the table here instead of printing it")
     b.add_argument("--plots", help="also write the study's figures (PNG) into this directory")
+    b.add_argument("--chance-data", nargs="+", metavar="FILE", help="data files (.h5) to compute chance levels from, "
+                   "matched to the runs by checksum (kept in RUNS/chance.json; default: the runs' own data files)")
+    b.add_argument("--update-docs", metavar="DOC", help="rebuild the tables between '<!-- table: RUNS -->' markers "
+                   "of this Markdown page from their records (RUNS relative to the page), instead of one table")
+    b.add_argument("--check", action="store_true", help="with --update-docs: only check, exit 2 if a table differs")
     b.set_defaults(func=cmd_leaderboard)
 
     a = sub.add_parser("algorithms", help="list the registered federated algorithms")
@@ -165,7 +171,15 @@ def cmd_centralized(args: argparse.Namespace) -> None:
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from fednlp.results.leaderboard import write_leaderboard
 
-    text = write_leaderboard(args.runs, args.format, args.out, args.plots)
+    if args.update_docs:
+        from fednlp.results.docs_tables import update_docs
+
+        changed = update_docs(args.update_docs, args.check, args.chance_data)
+        print(f"{args.update_docs}: " + (f"rebuilt the tables of {', '.join(changed)}" if changed else "up to date"))
+        return
+    if args.check:
+        raise UserError("--check goes with --update-docs DOC")
+    text = write_leaderboard(args.runs, args.format, args.out, args.plots, args.chance_data)
     print(f"wrote {args.out}" if args.out else text)
 
 
@@ -298,6 +312,7 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_supervise_command,
     add_fairness_command,
     add_audit_commands,
+    add_compare_command,
 ]
 
 #: Each command's help line and the group that builds its parser. `fednlp --help` lists them without building
@@ -318,6 +333,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse._SubParsersAction], None]]] = 
     "audit": ("privacy audit of a run's saved model: membership inference, canary exposure and extraction",
               add_audit_commands),
     "canaries": ("insert canaries (secrets) into a data file and partition", add_audit_commands),
+    "compare": (COMPARE_HELP, add_compare_command),
 }
 
 

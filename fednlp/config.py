@@ -48,6 +48,13 @@ class RunConfig:
     seed: int = _opt("root seed of every random choice", default=0)
     eval_every: int = _opt("evaluate every N rounds (centralized: epochs)", default=1)
     freeze_layers: int | None = _opt("freeze the embeddings and the first K transformer blocks (FedNLP's option)")
+    cache_frozen: bool = _opt("with --freeze-layers K: run the embeddings and blocks 1..K once per example and cache "
+                              "their output beside the feature cache (memory-mapped, shared by the ranks); training "
+                              "and evaluation start at block K+1. The frozen blocks then run in eval mode, without "
+                              "dropout (GPT-2's position embeddings are frozen too)", default=False)
+    frozen_cache_dtype: str = _opt("--cache-frozen: the dtype the cached states are stored in: bf16, fp16 or fp32 "
+                                   "(fp32: the same weights as computing the frozen blocks at every step)",
+                                   default="bf16")
     doc_stride: int = _opt("QA: overlap, in tokens, between the windows of a long context (SQuAD recipes: "
                            "128 with --max-seq-length 384)", default=32)
     max_answer_length: int = _opt("QA: longest answer span, in tokens", default=30)
@@ -70,6 +77,10 @@ class RunConfig:
             raise UserError("--data is required")
         if self.freeze_layers is not None and self.freeze_layers < 0:
             raise UserError(f"--freeze-layers must be 0 or more, got {self.freeze_layers}")
+        if self.cache_frozen and self.freeze_layers is None:
+            raise UserError("--cache-frozen needs --freeze-layers K (the blocks whose output it caches)")
+        if self.frozen_cache_dtype not in ("bf16", "fp16", "fp32"):
+            raise UserError(f"--frozen-cache-dtype must be bf16, fp16 or fp32, got {self.frozen_cache_dtype!r}")
         for name in ("max_seq_length", "batch_size", "eval_batch_size", "eval_every", "doc_stride",
                      "max_answer_length", "max_target_length", "num_beams"):
             if getattr(self, name) <= 0:

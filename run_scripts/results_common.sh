@@ -18,6 +18,10 @@ RANKS=${RANKS:-1}
 FEDNLP=${FEDNLP:-$( [ -x .venv/bin/fednlp ] && echo .venv/bin/fednlp || echo fednlp )}
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# Each run's result.json records the script and profile that launched it (fednlp/results/provenance.py).
+launcher=$0  # the script sourcing this one, named from the repository root when it is one of run_scripts/
+[ -f "run_scripts/$(basename "$0")" ] && launcher=run_scripts/$(basename "$0")
+export FEDNLP_PROFILE=$PROFILE FEDNLP_SCRIPT=${FEDNLP_SCRIPT:-$launcher}
 root_flags=()
 [ "$(id -u)" -eq 0 ] && root_flags=(--allow-run-as-root)
 
@@ -58,7 +62,7 @@ fed_run() {
   echo "== $(date +%T) train $name" >&2
   if [ "$RANKS" -gt 1 ]; then
     mpirun -n "$RANKS" "${root_flags[@]}" --oversubscribe --bind-to none -x OMP_NUM_THREADS -x HF_HUB_OFFLINE \
-      -x TOKENIZERS_PARALLELISM "$FEDNLP" train "$@" --out "$OUT/runs/$name" --overwrite true || failed+=("$name")
+      -x TOKENIZERS_PARALLELISM -x FEDNLP_PROFILE -x FEDNLP_SCRIPT "$FEDNLP" train "$@" --out "$OUT/runs/$name" --overwrite true || failed+=("$name")
   else
     "$FEDNLP" train "$@" --out "$OUT/runs/$name" --overwrite true || failed+=("$name")
   fi

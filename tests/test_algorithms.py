@@ -285,3 +285,55 @@ def test_fednlp_train_runs_the_new_algorithms_and_samplers(bbc, tmp_path: Path, 
     assert result["algorithm"] == flags[1] and result["sampler"] == flags[-1]
     assert result["rounds"] == 2 and 0 <= result["value"] <= 1
     assert result["config"]["algorithm"] == flags[1]
+
+
+def test_qfedavg_skipping_a_nonfinite_client_follows_algorithm_2_over_the_kept_clients(bbc, tmp_path: Path) -> None:
+    """--on-nonfinite skip-client under q-FedAvg: the step is Li et al.'s Algorithm 2 over the clients kept,
+    w + sum_k F_k^q L (w_k - w) / sum_k h_k, not rescaled by the sampler's weights of the skipped client."""
+    from fednlp.algorithms.qfedavg import QFedAvg
+    from fednlp.federation.clients import read_clients
+    from fednlp.federation.communicator import LocalCommunicator
+    from fednlp.federation.runtime import Federation
+    from fednlp.run.session import open_session
+
+    data, part = bbc
+    config = TrainConfig(data=str(data), partition=str(part), method=METHOD, model="tiny-bert", rounds=1,
+                         clients_per_round=3, local_steps=2, batch_size=8, lr=0.05, optimizer="sgd",
+                         max_seq_length=32, eval_max_examples=16, out=str(tmp_path / "run"), seed=1,
+                         algorithm="qfedavg", on_nonfinite="skip-client", algorithm_args={"q": 1.0})
+    session = open_session(config, LocalCommunicator(), "x")
+    clients = read_clients(config.partition, config.method, session.data.n_examples, config.data)
+    kept: list[tuple[torch.Tensor, float]] = []  # (delta, F_k) of each client that reached the algorithm
+
+    class Recording(QFedAvg):
+        def process_client_update(self, update, ctx) -> None:
+            delta = torch.zeros_like(federation.global_flat)  # the update in the flat layout (sparse rows too)
+            federation.client_updates.accumulate(delta, 1.0, update.parts)
+            kept.append((delta.double(), float(update.loss_global)))
+            super().process_client_update(update, ctx)
+
+    federation = Federation(session, Recording(config), clients)
+    plan = federation.plan(0)
+    diverging = min(plan.active)
+    assert plan.weight_of(diverging) > 0 and len(plan.active) == 3
+    train_client = federation.train_client
+
+    def nonfinite_first(client, round_plan):
+        update = train_client(client, round_plan)
+        if client == diverging:
+            update.parts[-1].view(-1)[0] = float("nan")
+        return update
+
+    federation.train_client = nonfinite_first  # type: ignore[method-assign]
+    start = federation.global_flat.clone().double()
+    _, record = federation.run_round(0)
+    assert record["clients_skipped_nonfinite"] == 1 and len(kept) == 2
+    q, lipschitz = 1.0, 1.0 / config.lr
+    numerator = sum(f**q * lipschitz * d for d, f in kept)  # -sum_k F_k^q Delta w_k, Delta w_k = L (w - w_k)
+    h = sum(q * f ** (q - 1) * float((lipschitz * d).norm()) ** 2 + lipschitz * f**q for d, f in kept)
+    expected = numerator / h
+    step = federation.global_flat.double() - start
+    # The step's scale along the paper's step is 1 (it was the sampler's 1 / (1 - w_skipped) before), and every
+    # weight agrees up to the float32 rounding of the global weights.
+    assert float(step @ expected / (expected @ expected)) == pytest.approx(1.0, abs=1e-4)
+    torch.testing.assert_close(step, expected, rtol=1e-4, atol=1e-7)

@@ -142,6 +142,19 @@ CASES = [
          ("--model 'nosuch-model' could not be loaded", "built-in offline models: minilm, tiny-bert")),
     Case("train_unknown_algorithm", "unknown algorithm", train("--algorithm", "nosuch"),
          ("--algorithm 'nosuch' is not a known algorithm; known:", "fedavg", "fedprox")),
+    # ------------------------------------------------------------------ differential privacy (docs/privacy.md)
+    Case("train_dp_incompatible_algorithm", "an algorithm that uses unnoised per-client values, with --dp",
+         train("--algorithm", "qfedavg", "--q", "1", "--dp", "client", "--dp-clip", "1", "--dp-noise-multiplier", "1"),
+         ("--algorithm qfedavg cannot run with --dp client",)),
+    Case("train_dp_delta_above_one_over_n", "--dp-delta at or above 1/N",
+         train("--dp", "client", "--dp-clip", "1", "--dp-noise-multiplier", "1", "--dp-delta", "0.5"),
+         ("--dp-delta 0.5 must be below 1/N",)),
+    Case("train_dp_release_with_eval_clients", "--dp-release with an option that publishes per-client values",
+         train("--dp", "client", "--dp-clip", "1", "--dp-noise-multiplier", "1", "--dp-release", "true",
+               "--on-nonfinite", "skip-client", "--eval-clients", "all"),
+         ("--dp-release cannot be combined with --eval-clients",)),
+    Case("train_dp_release_without_dp", "--dp-release without --dp", train("--dp-release", "true"),
+         ("--dp-release needs --dp client or --dp sample",)),
     Case("train_unknown_sampler", "unknown sampler", train("--sampler", "nosuch"),
          ("--sampler 'nosuch' is not a known sampler; known:", "uniform")),
     Case("train_unknown_task", "unknown task", train("--task", "nosuch"),
@@ -390,6 +403,7 @@ def write_table() -> None:
                              _shown(message, {**paths, "out": root / "out" / f"{name}.h5"}), str(code),
                              f"test_bad_records_skip_keeps_the_rest_and_says_so[{dataset}-...]"))
         rows.append(_locked_run_row(paths, root))
+        rows += AUDIT_ROWS + DP_ROWS
         paths["locked"].chmod(0o600)
     print(HEADER.strip() + "\n")
     print("| bad input | command tried | message on stderr (after `fednlp: error: `) | exit code | test |")
@@ -397,6 +411,29 @@ def write_table() -> None:
     print("\n".join(rows))
     print("\nPlaceholders:\n")
     print("\n".join(f"- `{{{name}}}`: {what}" for name, what in PLACEHOLDERS.items()))
+
+
+#: Refusals that need a trained run (or a `{secret}` template, which `fill` would take for a placeholder): their
+#: tests live in tests/test_audit_members.py; the rows are written as they are.
+AUDIT_ROWS = [
+    _row("`--canaries` of an LM run whose seq2seq canaries hold the secret in the target", ["audit", "{run}",
+         "--canaries"], "--canaries: the canaries of data file {data} hold their secret in its Y field, which a lm "
+         "model never reads (X): the run never saw them; insert canaries for it with: fednlp canaries insert "
+         "--task lm", "2", "test_an_lm_run_refuses_seq2seq_canaries_in_the_target_and_scores_those_in_the_source"),
+    _row("canaries for a head that cannot read the data file", ["canaries", "insert", "--data", "{seq2seq}", "...",
+         "--task", "qa"], "--task qa needs span_extraction data, but data file {seq2seq} holds seq2seq data", "2",
+         "test_canaries_insert_for_a_head_that_cannot_read_the_data_is_one_line"),
+]
+
+
+#: A DP run resumed with other accounted options: its test (tests/test_dp_trust.py) needs a finished DP run.
+DP_ROWS = [
+    _row("a DP run resumed with another round count (calibrated to --dp-epsilon), DP option, cohort size or "
+         "sampler", ["train", "--resume", "{run}", "--rounds", "6"], "--resume {run}: a DP run cannot change --rounds "
+         "(3 -> 6): its privacy accounting covers the rounds already run with the old value (its noise multiplier "
+         "was calibrated to --dp-epsilon for that many rounds); resume with the run's own options or start a new "
+         "run", "2", "test_a_calibrated_run_cannot_resume_with_more_rounds_or_other_dp_options"),
+]
 
 
 def _locked_run_row(paths: dict[str, Path], root: Path) -> str:

@@ -61,6 +61,87 @@ def test_her_and_his_are_resolved_by_the_next_word(text, expected):
     assert rewrite(text) == expected
 
 
+# A hand list of sentences with object and possessive `her` (and `his`), each with its correct counterfactual:
+# the rules of fednlp/fairness/pronouns.py must get every one right.
+PRONOUN_SENTENCES = [
+    # object `her` -> him: end, punctuation or a function word after it
+    ("I love her", "I love him"),
+    ("Talk to her.", "Talk to him."),
+    ("I told her that I would come", "I told him that I would come"),
+    ("She gave her a book", "He gave him a book"),
+    ("We met her and her husband", "We met him and his wife"),
+    ("Ask her if she wants tea", "Ask him if he wants tea"),
+    ("They sent her to school", "They sent him to school"),
+    ("I will pick her up at noon", "I will pick him up at noon"),
+    ("Tell her I said hi", "Tell him I said hi"),
+    # object `her` -> him: an adverb after it
+    ("I saw her yesterday", "I saw him yesterday"),
+    ("Call her tomorrow", "Call him tomorrow"),
+    ("I will see her tonight", "I will see him tonight"),
+    ("He held her tightly", "She held him tightly"),
+    ("We visit her often", "We visit him often"),
+    ("Leave her alone", "Leave him alone"),
+    ("I miss her terribly. I love her dearly", "I miss him terribly. I love him dearly"),
+    ("I have known her forever", "I have known him forever"),
+    # rule 3: an adjective-or-adverb with no noun after it, or a degree word before an adverb
+    ("I met her first.", "I met him first."),
+    ("Mom loved her most", "Dad loved him most"),
+    ("He knew her well enough", "She knew him well enough"),
+    ("We took her home", "We took him home"),
+    ("I love her very much", "I love him very much"),
+    ("They like her more than me", "They like him more than me"),
+    # rule 4: let/make/help/watch ... her + a verb
+    ("Let her go", "Let him go"),
+    ("It made her cry", "It made him cry"),
+    ("We helped her understand the rules", "We helped him understand the rules"),
+    ("I heard her sing", "I heard him sing"),
+    # rule 5: saw/found/kept her + -ing
+    ("I saw her crying", "I saw him crying"),
+    ("We found her sleeping on the sofa", "We found him sleeping on the sofa"),
+    ("Sorry to keep her waiting", "Sorry to keep him waiting"),
+    # rule 6: a two-object verb and a thing commonly given
+    ("He gave her money", "She gave him money"),
+    ("I bought her flowers", "I bought him flowers"),
+    ("They offered her advice", "They offered him advice"),
+    # possessive `her` -> his: a noun phrase follows
+    ("Her book is on the table", "His book is on the table"),
+    ("She drove her own car", "He drove his own car"),
+    ("I met her brother", "I met his sister"),
+    ("Her home is near the park", "His home is near the park"),
+    ("It was her first day at work", "It was his first day at work"),
+    ("She is her very best friend", "He is his very best friend"),
+    ("I saw her wedding photos", "I saw his wedding photos"),
+    ("We admired her well-being program", "We admired his well-being program"),
+    ("He took her hand", "She took his hand"),
+    ("They praised her early work", "They praised his early work"),
+    ("She let her hair down", "He let his hair down"),
+    ("I called Mary, her sister", "I called Mary, his brother"),
+    # `his`: determiner -> her, possessive pronoun -> hers
+    ("His car is red", "Her car is red"),
+    ("The car is his.", "The car is hers."),
+    ("The choice is his alone", "The choice is hers alone"),
+    ("It was his and not mine", "It was hers and not mine"),
+    ("It was his first win", "It was her first win"),
+]
+
+
+def test_the_pronoun_rules_get_a_hand_list_of_forty_sentences_right():
+    assert len(PRONOUN_SENTENCES) >= 40
+    wrong = [(text, rewrite(text), expected) for text, expected in PRONOUN_SENTENCES if rewrite(text) != expected]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Ms. Smith thanked the policeman", "Mr. Smith thanked the policewoman"),
+    ("Yes, ma'am", "Yes, sir"),
+    ("my mum and my grandma", "my dad and my grandpa"),
+    ("the policewomen and the spokesmen", "the policemen and the spokeswomen"),
+    ("her stepbrother is a widower", "his stepsister is a widow"),
+])
+def test_added_pairs_swap(text, expected):
+    assert rewrite(text) == expected
+
+
 def test_match_case():
     assert [match_case(w, "she") for w in ("he", "He", "HE", "hE")] == ["she", "She", "SHE", "she"]
 
@@ -69,9 +150,9 @@ def test_built_in_list_is_a_few_dozen_pairs_with_one_counterpart_per_unambiguous
     substitution = gender_substitution()
     assert len(GENDER_PAIRS) >= 30
     for male, female in GENDER_PAIRS:
-        if male not in substitution.by_next_word:
+        if male not in substitution.by_context:
             assert substitution.counterparts[male] in {f for m, f in GENDER_PAIRS if m == male}
-        if female not in substitution.by_next_word:
+        if female not in substitution.by_context:
             assert substitution.counterparts[female] == male
 
 
@@ -238,6 +319,35 @@ def test_cli_prints_the_table_and_writes_fairness_json_and_the_result_block(run_
     result = json.loads((run / "result.json").read_text())
     assert result["value"] == 0.5 and result["fairness"] == written
     assert written["flip_rate"] == pytest.approx(0.5)
+
+
+def test_the_per_example_predictions_recompute_every_number_of_the_report(run_and_data, tmp_path):
+    """RUN_DIR/fairness_predictions.csv (written even with --out elsewhere): one row per test example, from which
+    the flip rate, probability change, accuracies and group accuracies follow."""
+    import csv
+
+    run, data = run_and_data
+    out = tmp_path / "elsewhere.json"
+    assert main(["fairness", str(run), "--data", str(data), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["predictions_file"] == "fairness_predictions.csv"
+    with open(run / "fairness_predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["example"]) for r in rows] == list(range(1, len(EXAMPLES)))
+    assert [(r["label"], r["group"]) for r in rows] == [(y, g) for _, y, g in EXAMPLES[1:]]
+    affected = [r for r in rows if r["affected"] == "1"]
+    assert [r["counterfactual_text"] for r in affected] == [
+        "she is a doctor", "He is a nurse", "she said he left", "her father sat"]
+    assert report["n_affected"] == len(affected)
+    assert report["flip_rate"] == pytest.approx(np.mean([r["predicted"] != r["predicted_counterfactual"]
+                                                         for r in affected]))
+    assert report["mean_abs_prob_change"] == pytest.approx(np.mean(
+        [abs(float(r["prob_predicted"]) - float(r["prob_predicted_counterfactual"])) for r in affected]))
+    assert report["accuracy_counterfactual"] == pytest.approx(np.mean(
+        [r["predicted_counterfactual"] == r["label"] for r in affected]))
+    assert report["test_accuracy_original"] == pytest.approx(np.mean([r["predicted"] == r["label"] for r in rows]))
+    for group, accuracy in report["per_group_accuracy"].items():
+        assert accuracy == pytest.approx(np.mean([r["predicted"] == r["label"] for r in rows if r["group"] == group]))
 
 
 def test_custom_pairs_through_the_cli(run_and_data, tmp_path):

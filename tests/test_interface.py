@@ -25,7 +25,8 @@ HOOKS = ("check_model", "attach_model", "make_client_optimizer", "begin_round", 
          "adjust_gradients", "step_without_examples", "process_client_update", "server_step", "round_record",
          "state_dict", "load_state_dict")
 ATTRIBUTES = {"default_server_lr": 1.0, "Options": None, "slots": (), "needs_global_loss": False,
-              "fixed_denominator": False, "keeps_untouched_rows": False, "per_example_loss": False}
+              "fixed_denominator": False, "normalises_itself": False, "keeps_untouched_rows": False, "per_example_loss": False,
+              "dp_compatible": True}
 
 
 def test_every_hook_is_declared_with_a_default_and_a_docstring() -> None:

@@ -126,13 +126,25 @@ class Algorithm:
     # cohort size, and its noise must be added even to an empty round). False: an empty round leaves the model
     # as it is, and a skipped client's weight is shared among the rest.
     fixed_denominator: ClassVar[bool] = False
+    # True: the aggregate's scale is the algorithm's own, set over the clients that came (q-FedAvg divides by
+    # sum_k h_k of the kept clients), so a skipped non-finite client's sampler weight is not shared among the
+    # rest (that would rescale the algorithm's step). False: the runtime renormalises to the sampler's weights.
+    normalises_itself: ClassVar[bool] = False
     # True declares that an overridden adjust_gradients leaves a zero gradient at zero (FedProx's mu (w - w_g)
     # is 0 where w never moved), which keeps the sparse word-embedding path on (fednlp/federation/
     # client_updates.py). Without an override of adjust_gradients it is not needed.
     keeps_untouched_rows: ClassVar[bool] = False
-    # True: the local trainer computes each batch's per-example losses (Task.example_losses) and hands them to
-    # `backward` instead of backpropagating their mean itself (DP-SGD with ghost clipping).
+    # True: the local trainer computes each batch's per-example losses (Task.example_losses: each row's own loss,
+    # a mean over its own tokens) and hands them to `backward` instead of backpropagating the batch loss (a
+    # token mean over the whole batch) itself. DP-SGD needs it: per-example clipping is only a sensitivity
+    # bound when a row's gradient does not depend on the other rows.
     per_example_loss: ClassVar[bool] = False
+    # True declares that, under --dp client or --dp sample, the algorithm releases nothing but a post-processing
+    # of the mechanism's output: its server step reads only the clipped, noised sum (and the mechanism's own
+    # noised slots), and its client hooks feed nothing unnoised into the global model. False: it uses a per-client
+    # value the mechanism does not clip and noise (q-FedAvg: each client's unclipped update norm and loss, summed
+    # into its step size, which the released weights give back), so `--dp` refuses it (fednlp/privacy/plan.py).
+    dp_compatible: ClassVar[bool] = True
 
     def __init__(self, config: TrainConfig):
         self.config = config

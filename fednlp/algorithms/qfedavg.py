@@ -38,6 +38,10 @@ class QFedAvg(Algorithm):
     Options = QFedAvgOptions
     slots = ("h",)
     needs_global_loss = True
+    normalises_itself = True  # sum_k h_k counts the kept clients only: no renormalisation by sampler weights
+    # Its step divides by sum_k h_k, built from each client's unclipped update norm and loss, unnoised: the
+    # released weights give that sum back, so no --dp mechanism covers it (Algorithm.dp_compatible).
+    dp_compatible = False
 
     def __init__(self, config: TrainConfig):
         super().__init__(config)

@@ -3,7 +3,10 @@
 A canary (Carlini et al. 2019, "The Secret Sharer") is a template sentence with a random secret, e.g. "my pin
 code is 4 0 9 1", inserted `repeats` times into the training data. Text classification: the filled template
 is a text with the chosen --label. Seq2seq: the source is the template without its secret, the target the
-filled template, so the secret is only ever in a target (what the model must learn to produce). `--count K`
+filled template, so the secret is only ever in a target (what the model must learn to produce); with
+`--task lm` (an LM reads only the source text) the filled template is the source (and the target). The data
+file records which field holds the secret (`secret_field`), and the audit refuses a run whose head never
+reads that field (Task.reads_fields): it would score texts the model never saw. `--count K`
 canaries are drawn for each repeat count, each with its own distinct secret; `--clients one` puts all copies
 of a canary into one client (each canary another client), `spread` spreads them over up to `repeats`
 distinct clients.
@@ -39,6 +42,7 @@ class CanaryRows:
 
     texts: Callable[[str, str, str | None], tuple[str, str]]  # (template, secret, label) -> (X, Y)
     needs_label: bool  # the canary's row has a label: --label is required, else refused
+    secret_field: str  # the data-file field that holds the secret
 
 
 def _labelled_text(template: str, secret: str, label: str | None) -> tuple[str, str]:
@@ -52,7 +56,46 @@ def _secret_in_target(template: str, secret: str, label: str | None) -> tuple[st
     return " ".join(template.replace("{secret}", " ").split()), fill(template, secret)
 
 
-ROWS = {"text_classification": CanaryRows(_labelled_text, True), "seq2seq": CanaryRows(_secret_in_target, False)}
+def _secret_in_source(template: str, secret: str, label: str | None) -> tuple[str, str]:
+    """Seq2seq data for a head that reads the source alone (lm): the filled template is the source, and the
+    target too (a seq2seq run on the same file then learns to copy it)."""
+    return fill(template, secret), fill(template, secret)
+
+
+#: data file task_type -> its placements, the default first (the others serve heads that never read its field).
+PLACEMENTS = {
+    "text_classification": (CanaryRows(_labelled_text, True, "X"),),
+    "seq2seq": (CanaryRows(_secret_in_target, False, "Y"), CanaryRows(_secret_in_source, False, "X")),
+}
+ROWS = {task_type: placements[0] for task_type, placements in PLACEMENTS.items()}
+
+
+def placement(task_type: str, secret_field: str | None = None) -> CanaryRows:
+    """The placement of a data file's canaries: the one recorded (`secret_field`), or the task type's default
+    (data files made before the field was recorded)."""
+    return next((p for p in PLACEMENTS[task_type] if p.secret_field == secret_field), ROWS[task_type])
+
+
+def placement_for(task_type: str, head: Any) -> CanaryRows:
+    """`--task NAME` of `canaries insert`: the first placement whose secret lies where the head reads."""
+    if not head.scores_canaries:
+        raise UserError(f"--task {head.name}: a {head.name} model does not score canary texts")
+    for rows in PLACEMENTS[task_type]:
+        if rows.secret_field in head.reads_fields:
+            return rows
+    raise UserError(f"--task {head.name}: canaries in {task_type} data lie in fields "
+                    f"{', '.join(p.secret_field for p in PLACEMENTS[task_type])}; a {head.name} model reads "
+                    f"{', '.join(head.reads_fields)}")
+
+
+def check_head_reads(record: dict[str, Any], task_type: str, head: Any, data_path: Any) -> str:
+    """The field holding the canaries' secret, refused (one line) when the run's head never reads it."""
+    field = placement(task_type, record.get("secret_field")).secret_field
+    if field not in head.reads_fields:
+        raise UserError(f"--canaries: the canaries of data file {data_path} hold their secret in its {field} field, "
+                        f"which a {head.name} model never reads ({', '.join(head.reads_fields)}): the run never saw "
+                        f"them; insert canaries for it with: fednlp canaries insert --task {head.name}")
+    return field
 
 
 @dataclass(frozen=True)
@@ -71,6 +114,7 @@ class CanaryOptions:
     label: str | None = None
     count: int = 1  # canaries per repeat count
     seed: int = 0
+    task: str | None = None  # the head the canaries are for (--task): where its secret must lie
 
     @property
     def copies(self) -> list[int]:
@@ -113,9 +157,11 @@ def parse_repeats(text: str) -> tuple[int, ...]:
     return repeats
 
 
-def canary_texts(task_type: str, template: str, secret: str, label: str | None) -> tuple[str, str]:
-    """(X, Y) of a canary example in a data file of `task_type` (ROWS)."""
-    return ROWS[task_type].texts(template, secret, label)
+def canary_texts(task_type: str, template: str, secret: str, label: str | None,
+                 secret_field: str | None = None) -> tuple[str, str]:
+    """(X, Y) of a canary example in a data file of `task_type`, its secret in `secret_field` (None: the
+    default placement)."""
+    return placement(task_type, secret_field).texts(template, secret, label)
 
 
 def insert_canaries(options: CanaryOptions) -> dict[str, Any]:
@@ -124,11 +170,12 @@ def insert_canaries(options: CanaryOptions) -> dict[str, Any]:
     space = parse_secret_space(options.secret)
     data = read_data_file(options.data)
     check_data(data, options)
+    rows = _placement_of(data.task_type, options)
     group = find_group(options.partition, options.method)
     stored = read_partition(options.partition, group)
     check_room(space, group, stored.n_clients, options)
-    canaried = place_canaries(data, stored, space, options)
-    write_canaried(data, stored, group, canaried, space, options)
+    canaried = place_canaries(data, stored, space, options, rows)
+    write_canaried(data, stored, group, canaried, space, options, rows)
     return {"group": group, "n_canaries": len(canaried.records), "secret_space_size": space.size,
             "n_examples_added": sum(len(r["examples"]) for r in canaried.records)}
 
@@ -147,6 +194,15 @@ def check_data(data: DataFile, options: CanaryOptions) -> None:
         raise UserError(f"--label is for text classification; a {data.task_type} canary's secret is in its target")
 
 
+def _placement_of(task_type: str, options: CanaryOptions) -> CanaryRows:
+    """The default placement, or with --task the one whose secret the head reads."""
+    if options.task is None:
+        return ROWS[task_type]
+    from fednlp.tasks.registry import resolve_task
+
+    return placement_for(task_type, resolve_task(options.task, task_type, options.data))
+
+
 def check_room(space: SecretSpace, group: str, n_clients: int, options: CanaryOptions) -> None:
     """Distinct secrets for every canary, and with --clients one a client of its own for each."""
     n_canaries = len(options.copies)
@@ -158,7 +214,8 @@ def check_room(space: SecretSpace, group: str, n_clients: int, options: CanaryOp
                         "clients")
 
 
-def place_canaries(data: DataFile, stored: StoredPartition, space: SecretSpace, options: CanaryOptions) -> Canaried:
+def place_canaries(data: DataFile, stored: StoredPartition, space: SecretSpace, options: CanaryOptions,
+                   rows: CanaryRows | None = None) -> Canaried:
     """Each canary's secret and clients drawn (named streams of --seed), its copies appended to the fields
     and to its clients' training lists."""
     copies = options.copies
@@ -169,7 +226,7 @@ def place_canaries(data: DataFile, stored: StoredPartition, space: SecretSpace, 
     next_index = data.n_examples
     for k, (secret, clients) in enumerate(zip(secrets, homes)):
         text = space.candidate(secret)
-        x, y = canary_texts(data.task_type, options.template, text, options.label)
+        x, y = (rows or ROWS[data.task_type]).texts(options.template, text, options.label)
         examples = list(range(next_index, next_index + len(clients)))
         next_index += len(clients)
         for example, client in zip(examples, clients):
@@ -194,12 +251,13 @@ def canary_clients(rng: np.random.Generator, n_clients: int, copies: list[int], 
 
 
 def write_canaried(data: DataFile, stored: StoredPartition, group: str, canaried: Canaried, space: SecretSpace,
-                   options: CanaryOptions) -> None:
+                   options: CanaryOptions, rows: CanaryRows | None = None) -> None:
     """The new data file (its attributes list the canaries), then the group in the new partition file; no
     data file is left without its group."""
     canary_indices = [e for r in canaried.records for e in r["examples"]]
     attributes = {**data.attributes, "canaries": {
         "template": options.template, "secret_space": space.to_json(), "label": options.label,
+        "secret_field": (rows or ROWS[data.task_type]).secret_field, "task": options.task,
         "clients": options.clients, "count": options.count, "repeats": list(options.repeats), "seed": options.seed,
         "source_data_sha256": file_sha256(str(options.data)), "canaries": canaried.records,
     }}

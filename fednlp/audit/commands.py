@@ -53,6 +53,8 @@ def add_audit_commands(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--clients", default="one", choices=("one", "spread"),
                    help="one: all copies of a canary in one client (each canary another); spread: over clients")
     i.add_argument("--label", help="text classification: the canaries' label")
+    i.add_argument("--task", help="the head the canaried runs train (e.g. lm): the secret goes into a field it "
+                   "reads (an LM reads a seq2seq file's source, not its target); default: the data's own head")
     i.add_argument("--count", type=int, default=1, help="canaries per repeat count (1)")
     i.add_argument("--seed", type=int, default=0)
     i.set_defaults(func=cmd_canaries_insert)
@@ -92,7 +94,7 @@ def cmd_canaries_insert(args: argparse.Namespace) -> None:
     options = CanaryOptions(data=args.data, partition=args.partition, method=args.method, out_data=args.out_data,
                             out_partition=args.out_partition, template=args.template, secret=args.secret,
                             repeats=parse_repeats(args.repeats), clients=args.clients, label=args.label,
-                            count=args.count, seed=args.seed)
+                            count=args.count, seed=args.seed, task=args.task)
     check_output_path(args.out_data, "--out-data", file="the canaried data file to write (.h5)")
     check_output_path(args.out_partition, "--out-partition", file="the partition file to write (.h5)")
     with locked_output(args.out_data, f"--out-data {args.out_data}"), \

@@ -1,11 +1,13 @@
 """Canary exposure (Carlini et al. 2019, "The Secret Sharer", USENIX Security): how much more likely the model
 finds a canary's true secret than the other candidates.
 
-Every candidate secret is put into the canary's template and scored by the model's loss on it (text
-classification: the cross-entropy of the canary's label; seq2seq: the mean token loss of the target; a
-language model: of the text). The rank of the true secret among the |R| candidates gives
-exposure = log2 |R| - log2 rank: log2 |R| when the secret is the model's first choice, and in expectation
-about log2(e) = 1.44 bits for a model that never saw it (ranks uniform). Ties share the mean of their ranks.
+Every candidate secret is put into the canary's template and scored by the model's log-perplexity of it, the
+summed loss of the sequence as in the paper (text classification: the cross-entropy of the canary's label;
+seq2seq: the summed token loss of the target; a language model: of the text). A mean token loss would rank
+candidates of different token lengths (a `--secret FILE` of phrases) differently. The rank of the true
+secret among the |R| candidates gives exposure = log2 |R| - log2 rank: log2 |R| when the secret is the
+model's first choice, and in expectation about log2(e) = 1.44 bits for a model that never saw it (ranks
+uniform). Ties share the mean of their ranks.
 
 Exact by enumeration when |R| <= ENUMERATION_LIMIT; above it only when asked, by the paper's extrapolation
 (section 4.3: fit a skew-normal distribution to the losses of a random sample of candidates, and read the

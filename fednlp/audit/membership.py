@@ -1,7 +1,8 @@
 """Membership inference on a run's model, at the level of examples and of users (clients).
 
-Example level: members are training examples the model saw (those of the clients that trained in some round;
-every training example of a centralized run), non-members an equal-sized seeded sample of test examples.
+Example level: members are training examples the model saw (federated: those in some local batch of a client
+in some round's cohort, recomputed by fednlp/audit/members.py; every training example of a centralized run),
+non-members an equal-sized seeded sample of test examples.
 Two attacks score each example:
 - loss: minus the model's loss (Yeom et al. 2018, "Privacy Risk in Machine Learning");
 - calibrated: minus (the model's loss - a reference model's loss), the difficulty calibration of Watson et al.

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from fednlp.audit.canaries import canary_record, canary_texts
+from fednlp.audit.canaries import canary_record, canary_texts, check_head_reads, placement
 from fednlp.audit.exposure import by_repeats, canary_exposures, check_enumerable
 from fednlp.audit.extraction import ExtractionBudget, extract_canaries
 from fednlp.audit.membership import ExampleSets, client_example_sample, example_level, example_sets, user_level
 from fednlp.audit.roc_plot import roc_png
-from fednlp.audit.run_models import (OpenedRun, initial_model, open_run, read_audited_run, reference_run, saved_model,
-                                     train_examples_of_clients)
+from fednlp.audit.members import CENTRALIZED_MEMBERS, FEDERATED_MEMBERS, used_examples, used_examples_centralized
+from fednlp.audit.run_models import (OpenedRun, initial_model, open_run, read_audited_run, reference_run, run_clients,
+                                     saved_model)
 from fednlp.audit.secrets import SecretSpace
 from fednlp.data.datafile import DataFile
 from fednlp.errors import UserError
@@ -56,6 +57,7 @@ class AuditInputs:
     per_client: dict[int, np.ndarray]  # user level: the examples each client is scored by
     canaries: dict[str, Any] | None  # with --canaries: the data file's canary record and its secret space
     space: SecretSpace | None
+    members: dict[str, Any] = field(default_factory=dict)  # how the members were defined (result.json says)
 
     @property
     def needed(self) -> np.ndarray:
@@ -94,8 +96,10 @@ def audit_inputs(run_dir: str | os.PathLike, options: AuditOptions) -> AuditInpu
     canaries, space = _canaries_to_audit(run, options) if options.canaries else (None, None)
     excluded = _canary_examples(canaries or run.data.attributes.get("canaries") or {})  # audited on their own
     trained = np.asarray(directory.result.clients_trained or [], dtype=np.int64)
-    client_train = train_examples_of_clients(directory, run.data.n_examples) if run.federated else None
-    member_pool = np.setdiff1d(_member_pool(run, client_train, trained), excluded)
+    clients = run_clients(directory, run.data.n_examples) if run.federated else None
+    client_train = clients.train if clients is not None else None
+    member_pool, members = _member_pool(run, clients)
+    member_pool = np.setdiff1d(member_pool, excluded)
     sets = example_sets(member_pool, run.data.test_index_list, run.config.seed, options.max_examples)
     if len(sets.members) == 0:
         raise UserError(f"run {run_dir} has no member or no test example to audit ({sets.member_pool} training "
@@ -105,7 +109,7 @@ def audit_inputs(run_dir: str | os.PathLike, options: AuditOptions) -> AuditInpu
         per_client = client_example_sample(client_train, np.concatenate([trained, held_out]), run.config.seed,
                                            options.client_examples)
         per_client = {c: np.setdiff1d(e, excluded) for c, e in per_client.items()}
-    return AuditInputs(run, reference, sets, trained, held_out, do_user_level, per_client, canaries, space)
+    return AuditInputs(run, reference, sets, trained, held_out, do_user_level, per_client, canaries, space, members)
 
 
 def _user_level_wanted(directory: RunDirectory, held_out: np.ndarray, asked: bool | None) -> bool:
@@ -129,6 +133,7 @@ def _canaries_to_audit(run: OpenedRun, options: AuditOptions) -> tuple[dict[str,
         heads = ", ".join(sorted(name for name, cls in TASKS.items() if cls.scores_canaries))
         raise UserError(f"--canaries: a {run.task.name} model does not score canary texts; canaries are for "
                         f"{heads} runs")
+    check_head_reads(canaries, run.data.task_type, run.task, run.config.data)  # a secret the run never read
     return canaries, space
 
 
@@ -136,11 +141,16 @@ def _canary_examples(record: dict[str, Any]) -> np.ndarray:
     return np.array([e for c in record.get("canaries", []) for e in c["examples"]], dtype=np.int64)
 
 
-def _member_pool(run: OpenedRun, client_train: list[np.ndarray] | None, trained: np.ndarray) -> np.ndarray:
-    """Training examples of the clients that trained (federated), or every training example (centralized)."""
+def _member_pool(run: OpenedRun, clients: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """The examples the run trained on (in some local batch of some round, or some batch of a centralized run:
+    fednlp/audit/members.py), and how they were defined."""
     if not run.federated:
-        return np.asarray(run.data.train_index_list, dtype=np.int64)
-    return np.concatenate([client_train[c] for c in trained]) if len(trained) else np.zeros(0, dtype=np.int64)
+        used = used_examples_centralized(run.config, run.data, run.features)
+        return used.members, {"definition": CENTRALIZED_MEMBERS, "examples_used": int(used.used.sum()),
+                              "training_examples": used.examples_held}
+    used = used_examples(run.config, run.data, run.features, clients)
+    return used.members, {"definition": FEDERATED_MEMBERS, "examples_used": int(used.used.sum()),
+                          "examples_held_by_trained_clients": used.examples_held, "client_rounds": used.client_rounds}
 
 
 def _target_and_reference_losses(inputs: AuditInputs, target: torch.nn.Module, comm: Any
@@ -162,6 +172,7 @@ def membership_report(inputs: AuditInputs, target_losses: dict[int, float], refe
     calibrated = example["attacks"]["calibrated"]
     report: dict[str, Any] = {
         "mia_attack": "calibrated loss (the model's loss minus the reference's)",
+        "mia_members": inputs.members.get("definition"),
         "mia_auc": calibrated["auc"],
         "mia_tpr_at_1pct_fpr": calibrated["tpr_at_1pct_fpr"],
         "mia_tpr_at_0.1pct_fpr": calibrated["tpr_at_0.1pct_fpr"],
@@ -171,6 +182,7 @@ def membership_report(inputs: AuditInputs, target_losses: dict[int, float], refe
     details: dict[str, Any] = {
         "reference": str(inputs.reference.path) if inputs.reference else f"the run's initial model (seed {seed})",
         "example_level": _without_roc(example),
+        "members": inputs.members,
     }
     panels = {"examples": _roc_panel(example)}
     if inputs.user_level:
@@ -209,7 +221,8 @@ def audit_canaries(run: OpenedRun, model: torch.nn.Module, record: dict[str, Any
     trained = [not run.federated or bool(trained_set & set(c["clients"])) for c in canaries]
 
     def score(secrets: list[str]) -> np.ndarray:
-        return template_losses(model, run.task, record["template"], record.get("label"), secrets, comm, run.device)
+        return template_losses(model, run.task, record["template"], record.get("label"), secrets, comm, run.device,
+                               placement(run.data.task_type, record.get("secret_field")).secret_field)
 
     exposures = canary_exposures(space, canaries, score, config.seed, options.extrapolate)
     values = [e["exposure"] for e in exposures["per_canary"]]
@@ -242,15 +255,23 @@ def audit_canaries(run: OpenedRun, model: torch.nn.Module, record: dict[str, Any
 
 
 def template_losses(model: torch.nn.Module, task: Any, template: str, label: str | None, secrets: list[str], comm: Any,
-                    device: torch.device) -> np.ndarray:
-    """The model's loss of the template filled with each secret, through the task head's own features and
-    per-example loss (a canary is scored exactly as a training example would be)."""
-    pairs = [canary_texts(task.data.task_type, template, s, label) for s in secrets]
+                    device: torch.device, secret_field: str | None = None) -> np.ndarray:
+    """The model's summed loss (log-perplexity, in nats) of the template filled with each secret, through the task
+    head's own features and per-example loss (a canary is scored exactly as a training example would be): the
+    mean token loss times the tokens scored, so candidates of different token lengths rank as in Carlini et al.
+    2019 (a label's loss is one token)."""
+    pairs = [canary_texts(task.data.task_type, template, s, label, secret_field) for s in secrets]
     data = DataFile(task_type=task.data.task_type, fields={"X": [x for x, _ in pairs], "Y": [y for _, y in pairs]},
                     train_index_list=[], test_index_list=list(range(len(pairs))), label_vocab=task.data.label_vocab)
     head = type(task)(data, task.tokenizer, task.config)
-    return example_losses(model, head, head.build_features(), np.arange(len(pairs)), comm, task.config.eval_batch_size,
-                          device, task.config.precision)
+    features = head.build_features()
+    examples = np.arange(len(pairs))
+    means = example_losses(model, head, features, examples, comm, task.config.eval_batch_size, device,
+                           task.config.precision)
+    rows = features.rows_of(examples)
+    tokens = np.bincount(features.example_of_row[rows], weights=head.scored_tokens(features, rows),
+                         minlength=len(pairs))
+    return means * tokens
 
 
 def write_audit(run_dir: str | os.PathLike, report: dict[str, Any], png: bytes) -> Path:
@@ -265,6 +286,13 @@ def write_audit(run_dir: str | os.PathLike, report: dict[str, Any], png: bytes) 
 
 def format_audit(report: dict[str, Any]) -> str:
     lines = []
+    members = report["details"].get("members") or {}
+    if "examples_held_by_trained_clients" in members:
+        lines.append(f"members: the {members['examples_used']} examples in the run's local batches (of "
+                     f"{members['examples_held_by_trained_clients']} its trained clients held)")
+    elif "training_examples" in members:
+        lines.append(f"members: the {members['examples_used']} examples in the run's batches (of "
+                     f"{members['training_examples']} training examples)")
     example = report["details"]["example_level"]
     for name, m in example["attacks"].items():
         lines.append(f"example MIA ({name}): AUC {m['auc']:.4f}, TPR@1%FPR {m['tpr_at_1pct_fpr']:.4f}, "

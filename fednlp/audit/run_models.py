@@ -100,9 +100,10 @@ def reference_run(reference_dir: str | Path, audited: RunDirectory) -> RunDirect
     return reference
 
 
-def train_examples_of_clients(directory: RunDirectory, n_examples: int) -> list[np.ndarray]:
-    """Every client's training examples (data-file indices) in the run's partition group."""
+def run_clients(directory: RunDirectory, n_examples: int) -> Any:
+    """The clients of the run's partition group (ClientData: every client's training examples, data-file
+    indices)."""
     from fednlp.federation.clients import read_clients
 
     config = directory.config
-    return read_clients(config.partition, config.method, n_examples, config.data).train
+    return read_clients(config.partition, config.method, n_examples, config.data)

@@ -13,7 +13,8 @@ def add_fairness_command(sub: argparse._SubParsersAction) -> None:
         description="Rewrite every test text holding a protected term with its counterpart (built-in binary gender "
         "pairs, or --pairs) and report prediction flips, probability change and accuracy on original vs rewritten "
         "texts, per label; per-group accuracy and equal opportunity where the data file has a group field. "
-        "Writes RUN_DIR/fairness.json and the fairness block of RUN_DIR/result.json.",
+        "Writes RUN_DIR/fairness.json, the per-example predictions RUN_DIR/fairness_predictions.csv and the "
+        "fairness block of RUN_DIR/result.json.",
     )
     f.add_argument("run_dir", metavar="RUN_DIR", help="a finished run's directory, holding model/ and config.yaml")
     f.add_argument("--data", required=True, help="text classification data file (.h5) whose test split is evaluated")
@@ -24,9 +25,9 @@ def add_fairness_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fairness(args: argparse.Namespace) -> None:
-    from fednlp.fairness.report import fairness_report, format_report, write_report
+    from fednlp.fairness.report import fairness_evaluation, format_report, write_report
 
-    report = fairness_report(args.run_dir, args.data, args.pairs)
-    written = write_report(args.run_dir, report, args.out)
+    report, predictions = fairness_evaluation(args.run_dir, args.data, args.pairs)
+    written = write_report(args.run_dir, report, args.out, predictions)
     print(format_report(report))
     print(f"wrote {written}")

@@ -15,8 +15,12 @@ from typing import Any
 import numpy as np
 
 from fednlp.fairness.pairs import Substitution
+from fednlp.fairness.pronouns import Context
 
-_NEXT_WORD = re.compile(r"\s*([^\W_][\w'-]*)?")
+# The two words after a term, each only when whitespace alone separates it (punctuation ends the context).
+_NEXT_WORDS = re.compile(r"\s*([^\W_][\w'-]*)?(?:\s+([^\W_][\w'-]*))?")
+# The word before a term, when whitespace alone separates them (None after punctuation: a sentence start).
+_PREVIOUS_WORD = re.compile(r"([^\W_][\w'-]*)\s+$")
 
 
 class Rewriter:
@@ -34,11 +38,20 @@ class Rewriter:
         def swap(match: re.Match) -> str:
             nonlocal swapped
             swapped += 1
-            following = _NEXT_WORD.match(text, match.end()).group(1)
-            other = self.substitution.counterpart(match.group(0).lower(), following.lower() if following else None)
+            other = self.substitution.counterpart(match.group(0).lower(), context_of(text, match.start(), match.end()))
             return match_case(match.group(0), other)
 
         return self.pattern.sub(swap, text), swapped
+
+
+def context_of(text: str, start: int, end: int) -> Context:
+    """The words around text[start:end], lower case (fednlp/fairness/pronouns.py reads them)."""
+    before = _PREVIOUS_WORD.search(text[max(0, start - 64) : start])
+    following, after = _NEXT_WORDS.match(text, end).groups()
+    if following is None:
+        after = None
+    return Context(before.group(1).lower() if before else None, following.lower() if following else None,
+                   after.lower() if after else None)
 
 
 def match_case(original: str, replacement: str) -> str:

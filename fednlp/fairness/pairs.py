@@ -5,17 +5,10 @@ single words, matched case-insensitively as whole words (see fednlp.fairness.cou
 
 The built-in list follows the word-swap lists of counterfactual data augmentation (Lu et al., "Gender Bias in
 Neural Natural Language Processing", 2018; Zhao et al., "Gender Bias in Coreference Resolution", NAACL 2018),
-limited to words whose counterpart is unambiguous, plus the pronouns. English has two pronoun forms with two
-counterparts each:
-
-- `her` is the object form (-> `him`: "I told her") or the possessive determiner (-> `his`: "her book");
-- `his` is the possessive determiner (-> `her`: "his book") or the possessive pronoun (-> `hers`: "it is his").
-
-Without a part-of-speech tagger (none works offline here), the word after it decides: when the next word
-could start a noun phrase (any word that is not in `NOT_A_NOUN_PHRASE`), it is the determiner (`his`, `her`);
-when the text ends, punctuation follows, or the next word is a function word (a determiner, preposition,
-conjunction, pronoun, auxiliary or particle: "gave her a", "to her.", "her and"), it is the pronoun (`him`,
-`hers`). Errors are rare and both readings keep the gender swap, which is what the evaluation measures.
+limited to words whose counterpart is unambiguous, plus the pronouns. A male word may have several female
+counterparts (mr: mrs, ms; dad: mom, mum; sir: madam, ma'am): each female word maps back to it, and it maps
+to the first one listed. `her` and `his` have two counterparts each, chosen by the words around them
+(fednlp/fairness/pronouns.py: `her` -> `him` or `his`, `his` -> `her` or `hers`).
 """
 
 from __future__ import annotations
@@ -26,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fednlp.errors import UserError
+from fednlp.fairness.pronouns import Context, reads_as_pronoun
 
 #: (male, female) word pairs; each pair is used in both directions, plural and singular listed separately.
 GENDER_PAIRS: tuple[tuple[str, str], ...] = (
@@ -44,72 +38,74 @@ GENDER_PAIRS: tuple[tuple[str, str], ...] = (
     ("hero", "heroine"), ("heroes", "heroines"), ("monk", "nun"), ("monks", "nuns"),
     ("spokesman", "spokeswoman"), ("chairman", "chairwoman"), ("businessman", "businesswoman"),
     ("businessmen", "businesswomen"), ("congressman", "congresswoman"), ("boyhood", "girlhood"),
+    # Female words whose male counterpart already has one (they map back to it; it keeps its first).
+    ("mr", "ms"), ("dad", "mum"), ("dads", "mums"), ("sir", "ma'am"),
+    ("policeman", "policewoman"), ("policemen", "policewomen"), ("spokesmen", "spokeswomen"),
+    ("chairmen", "chairwomen"), ("congressmen", "congresswomen"), ("salesman", "saleswoman"),
+    ("salesmen", "saleswomen"), ("sportsman", "sportswoman"), ("sportsmen", "sportswomen"),
+    ("fireman", "firewoman"), ("councilman", "councilwoman"), ("widower", "widow"), ("widowers", "widows"),
+    ("grandpa", "grandma"), ("grandpas", "grandmas"), ("papa", "mama"), ("stepbrother", "stepsister"),
+    ("stepsons", "stepdaughters"), ("stepfathers", "stepmothers"), ("godfather", "godmother"),
+    ("godson", "goddaughter"), ("schoolboy", "schoolgirl"), ("schoolboys", "schoolgirls"),
+    ("headmaster", "headmistress"), ("duke", "duchess"), ("dukes", "duchesses"), ("emperor", "empress"),
+    ("steward", "stewardess"), ("stewards", "stewardesses"), ("waiters", "waitresses"), ("grooms", "brides"),
+    ("fiances", "fiancees"), ("lad", "lass"), ("lads", "lasses"), ("patriarch", "matriarch"),
+    ("manhood", "womanhood"), ("brotherhood", "sisterhood"), ("masculinity", "femininity"),
+    ("paternal", "maternal"), ("paternity", "maternity"), ("granddad", "granny"),
 )
 
 
 @dataclass(frozen=True)
-class ByNextWord:
-    """A term with two counterparts, chosen by the word after it (see the module docstring)."""
+class ByReading:
+    """A term with two counterparts, chosen by its reading (fednlp/fairness/pronouns.py)."""
 
-    before_noun: str  # when a noun phrase follows: the determiner reading
-    otherwise: str  # end of text, punctuation or a function word follows: the pronoun reading
+    determiner: str  # the possessive determiner reading: "her book" -> "his book"
+    pronoun: str  # the object or possessive pronoun reading: "saw her" -> "saw him", "is his" -> "is hers"
 
 
-#: The resolution of the built-in list's two ambiguous terms.
-GENDER_AMBIGUOUS: dict[str, ByNextWord] = {
-    "her": ByNextWord(before_noun="his", otherwise="him"),
-    "his": ByNextWord(before_noun="her", otherwise="hers"),
+#: The built-in list's two terms whose counterpart depends on their reading.
+GENDER_AMBIGUOUS: dict[str, ByReading] = {
+    "her": ByReading(determiner="his", pronoun="him"),
+    "his": ByReading(determiner="her", pronoun="hers"),
 }
-
-#: Words that do not start a noun phrase after `her`/`his` (so the pronoun reading is meant there).
-NOT_A_NOUN_PHRASE: frozenset[str] = frozenset("""
-    a an the this that these those some any each every all both either neither no
-    to in on at for with from by about of into onto over under after before up down out off through as than
-    like back away around again too also then there here now just only even
-    and or but nor so yet because if when while where whether until unless though although since
-    i you he she it we they me him her us them my your our their its who whom whose which what myself yourself
-    is was are were be been being am will would can could shall should may might must has have had do does did
-    not don't didn't won't can't isn't wasn't
-""".split())
 
 
 @dataclass(frozen=True)
 class Substitution:
-    """term -> counterpart (lower case), plus the terms whose counterpart depends on the next word."""
+    """term -> counterpart (lower case), plus the terms whose counterpart depends on their reading."""
 
     counterparts: dict[str, str]
-    by_next_word: dict[str, ByNextWord] = field(default_factory=dict)
+    by_context: dict[str, ByReading] = field(default_factory=dict)
     source: str = "builtin:gender"
 
     @property
     def terms(self) -> list[str]:
-        return sorted(set(self.counterparts) | set(self.by_next_word))
+        return sorted(set(self.counterparts) | set(self.by_context))
 
-    def counterpart(self, term: str, next_word: str | None) -> str:
-        """The counterpart of lower-case `term`; `next_word` is the following word (lower case) or None."""
-        rule = self.by_next_word.get(term)
+    def counterpart(self, term: str, context: Context) -> str:
+        """The counterpart of lower-case `term` in `context` (the words around it)."""
+        rule = self.by_context.get(term)
         if rule is None:
             return self.counterparts[term]
-        if next_word is None or next_word in NOT_A_NOUN_PHRASE:
-            return rule.otherwise
-        return rule.before_noun
+        return rule.pronoun if reads_as_pronoun(term, context) else rule.determiner
 
 
 def gender_substitution() -> Substitution:
-    """The built-in binary gender list, both directions, with `her`/`his` resolved by the next word."""
+    """The built-in binary gender list, both directions, with `her`/`his` resolved by their context."""
     counterparts = _both_directions(GENDER_PAIRS, ambiguous=set(GENDER_AMBIGUOUS))
-    return Substitution(counterparts=counterparts, by_next_word=dict(GENDER_AMBIGUOUS), source="builtin:gender")
+    return Substitution(counterparts=counterparts, by_context=dict(GENDER_AMBIGUOUS), source="builtin:gender")
 
 
 def _both_directions(pairs: tuple[tuple[str, str], ...], ambiguous: set[str]) -> dict[str, str]:
+    """(male, female) pairs -> one mapping: the female word to the male, the male to its first female word."""
     mapping: dict[str, str] = {}
-    for a, b in pairs:
-        for term, other in ((a, b), (b, a)):
-            if term in ambiguous:
-                continue
-            if mapping.get(term, other) != other:
-                raise ValueError(f"built-in pair list maps {term!r} to both {mapping[term]!r} and {other!r}")
-            mapping[term] = other
+    for male, female in pairs:
+        if female not in ambiguous:
+            if mapping.get(female, male) != male:
+                raise ValueError(f"built-in pair list maps {female!r} to both {mapping[female]!r} and {male!r}")
+            mapping[female] = male
+        if male not in ambiguous:
+            mapping.setdefault(male, female)
     return mapping
 
 

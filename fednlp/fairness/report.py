@@ -26,9 +26,22 @@ from fednlp.results.run_files import RunDirectory
 GROUP_FIELD = "group"
 
 
+PREDICTIONS_FILE = "fairness_predictions.csv"
+PREDICTION_COLUMNS = ("example", "label", "group", "affected", "predicted", "predicted_counterfactual",
+                      "prob_predicted", "prob_predicted_counterfactual", "counterfactual_text")
+
+
 def fairness_report(run_dir: str | os.PathLike, data_path: str | os.PathLike,
                     pairs_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """Every number of the report; reads the run and the data file, writes nothing."""
+    return fairness_evaluation(run_dir, data_path, pairs_file)[0]
+
+
+def fairness_evaluation(run_dir: str | os.PathLike, data_path: str | os.PathLike,
+                        pairs_file: str | os.PathLike | None = None) -> tuple[dict[str, Any], str]:
+    """The report and its per-example predictions (CSV text, PREDICTION_COLUMNS: every test example's label,
+    group, original and counterfactual prediction, and the probability of the originally predicted class on
+    both texts), from which anyone can recompute every number of the report; writes nothing."""
     substitution = load_substitution(pairs_file)
     directory = RunDirectory(run_dir)
     model_dir = directory.check_model()  # the cheap checks come before reading a large data file
@@ -69,21 +82,47 @@ def fairness_report(run_dir: str | os.PathLike, data_path: str | os.PathLike,
         "per_label": counterfactual_metrics_per_label(label_ids[affected], prob_original[affected], prob_counterfactual,
                                                       label_names),
     }
+    groups = np.full(len(test), "", dtype=object)
     if GROUP_FIELD in data.fields:
         groups = np.array(["" if data.fields[GROUP_FIELD][i] is None else str(data.fields[GROUP_FIELD][i]) for i in test])
         known = groups != ""
         report.update(group_report(label_ids[known], predicted[known], groups[known], label_names))
-    return report
+    rows = np.arange(len(test))
+    prob_predicted = prob_original[rows, predicted]
+    prob_predicted_counterfactual = prob_predicted.copy()
+    prob_predicted_counterfactual[affected] = prob_counterfactual[np.arange(int(affected.sum())), predicted[affected]]
+    table = {"example": test, "label": label_strings, "group": groups, "affected": affected.astype(int),
+             "predicted": [label_names[i] for i in predicted],
+             "predicted_counterfactual": [label_names[i] for i in predicted_counterfactual],
+             "prob_predicted": prob_predicted, "prob_predicted_counterfactual": prob_predicted_counterfactual,
+             "counterfactual_text": [text if swaps else "" for text, swaps in rewritten]}
+    report["predictions_file"] = PREDICTIONS_FILE
+    return report, _csv(table)
 
 
-def write_report(run_dir: str | os.PathLike, report: dict[str, Any], out: str | os.PathLike | None = None) -> Path:
+def _csv(columns: dict[str, Any]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(PREDICTION_COLUMNS)
+    writer.writerows(zip(*(columns[name] for name in PREDICTION_COLUMNS)))
+    return out.getvalue()
+
+
+def write_report(run_dir: str | os.PathLike, report: dict[str, Any], out: str | os.PathLike | None = None,
+                 predictions: str | None = None) -> Path:
     """The report as JSON (default RUN_DIR/fairness.json) and as result.json's `fairness` block, if the run
-    has a result.json. result.json is parsed before anything is written, so a bad one leaves no file changed;
-    the run directory's lock is held meanwhile, so a run still writing there (a --resume) is not overwritten."""
+    has a result.json, and the per-example predictions as RUN_DIR/fairness_predictions.csv. result.json is
+    parsed before anything is written, so a bad one leaves no file changed; the run directory's lock is held
+    meanwhile, so a run still writing there (a --resume) is not overwritten; each file is written atomically."""
     directory = RunDirectory(run_dir)
     out = Path(out) if out else directory.path / "fairness.json"
-    text = json.dumps(report, indent=2, sort_keys=True) + "\n"
-    directory.add_block("fairness", report, files={out: text.encode()}, missing_ok=True)
+    files = {out: (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()}
+    if predictions is not None:
+        files[directory.path / PREDICTIONS_FILE] = predictions.encode()
+    directory.add_block("fairness", report, files=files, missing_ok=True)
     return out
 
 

@@ -8,11 +8,13 @@ On disk: `checkpoints/round-000010.pt`, written to a temporary file and renamed,
 `round-000010.sha256` (written the same way). A checkpoint whose checksum file is missing or does not
 match (a crash mid-write, a truncated copy) is skipped with a warning and the previous one is used.
 
-When: `Checkpointing`, a callback of the round loop; a resumed run starts from `restore`.
+When: `Checkpointing`, a callback of the round loop (never under --dp-release); a resumed run starts from
+`restore`, after `check_resume` has refused a change of what a DP run's accounting rests on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import sys
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import yaml
 
 from fednlp.errors import UserError
 from fednlp.federation.callbacks import Callback, RoundEnd
@@ -101,6 +104,8 @@ class Checkpointing(Callback):
 
     def on_round_end(self, event: RoundEnd) -> None:
         every = self.federation.config.checkpoint_every
+        if self.federation.config.dp.release:  # --dp-release writes no checkpoint, not even on a signal
+            return
         if event.stopping or (every and (event.round % every == 0 or event.round == event.total_rounds)):
             write_checkpoint(self.federation, event.round)
 
@@ -115,6 +120,45 @@ def write_checkpoint(federation: Federation, completed_rounds: int) -> None:
         round=completed_rounds, global_weights=federation.global_flat, algorithm_state=federation.algorithm.state_dict(),
         history=federation.history, elapsed_s=time.perf_counter() - session.started))
     session.timer.add("checkpoint", start)
+
+
+# What a resumed DP run may not change: its accounting (a pure function of the rounds done) would re-account the
+# rounds already run with the new values. Sample-level rates and steps follow the batch plan's options.
+DP_FIXED = ("clients_per_round", "sampler", "seed", "method")
+SAMPLE_DP_FIXED = ("batch_size", "local_steps", "local_epochs")
+
+
+def check_resume(config: Any) -> None:
+    """Refuse (UserError, before anything is written) a resume that changes what a DP run's accounting of the
+    rounds already done rests on: any DP option, the cohort size, the sampler (and the seed and partition that
+    draw the cohorts), DP-SGD's batch plan, or the round count of a run calibrated to --dp-epsilon (its noise
+    multiplier was calibrated for those rounds). Re-accounting the history exactly is not attempted."""
+    path = Path(config.out) / "config.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return  # the resume itself reports an unreadable run directory
+    now = dataclasses.asdict(config)
+    saved_dp = saved.get("dp")
+    if not isinstance(saved_dp, dict):  # an older flat file: `dp: client`, `dp_clip: 1.0`, ...
+        saved_dp = {"mechanism": saved_dp or "none", **{k[3:]: v for k, v in saved.items() if k.startswith("dp_")}}
+    was_dp, is_dp = saved_dp.get("mechanism", "none") != "none", config.dp.enabled
+    if not (was_dp or is_dp):
+        return
+    changed = [(f"--dp{'' if key == 'mechanism' else '-' + key.replace('_', '-')}", saved_dp.get(key), value)
+               for key, value in now["dp"].items() if key in saved_dp and saved_dp[key] != value]
+    fixed = DP_FIXED + (SAMPLE_DP_FIXED if "sample" in (saved_dp.get("mechanism"), config.dp.mechanism) else ())
+    changed += [(f"--{key.replace('_', '-')}", saved[key], now[key]) for key in fixed
+                if key in saved and key in now and saved[key] != now[key]]
+    if saved_dp.get("noise_multiplier") is None and saved_dp.get("epsilon") is not None \
+            and saved.get("rounds") != config.rounds:
+        changed.append(("--rounds", saved.get("rounds"), config.rounds))
+    if changed:
+        flag, old, new = changed[0]
+        raise UserError(f"--resume {config.out}: a DP run cannot change {flag} ({old} -> {new}): its privacy "
+                        f"accounting covers the rounds already run with the old value"
+                        + (" (its noise multiplier was calibrated to --dp-epsilon for that many rounds)"
+                           if flag == "--rounds" else "") + "; resume with the run's own options or start a new run")
 
 
 def restore(federation: Federation) -> tuple[int, list[dict[str, Any]]]:

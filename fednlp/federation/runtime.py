@@ -29,7 +29,7 @@ from fednlp.config import TrainConfig
 from fednlp.data.datafile import read_attributes
 from fednlp.errors import RunDiverged, RunInterrupted, UserError
 from fednlp.federation.callbacks import Callback, RoundEnd, default_callbacks
-from fednlp.federation.checkpoint import Checkpointing, restore
+from fednlp.federation.checkpoint import Checkpointing, check_resume, restore
 from fednlp.federation.client_data import client_data
 from fednlp.federation.client_updates import make_client_updates, touched_rows
 from fednlp.federation.clients import ClientData, clients_to_evaluate, read_clients
@@ -37,11 +37,12 @@ from fednlp.federation.communicator import make_communicator
 from fednlp.federation.evaluations import RoundEvaluations
 from fednlp.federation.flat import FlatParameters
 from fednlp.federation.round_buffer import LOSS, LOSS_WEIGHT, NONFINITE, PLANNED_WEIGHT, STOP, RoundBuffer
-from fednlp.federation.round_plan import RoundPlan, client_rng, eligible_clients, plan_round, sampling_pool
+from fednlp.federation.local_batches import local_batches
+from fednlp.federation.round_plan import RoundPlan, eligible_clients, plan_round, sampling_pool
 from fednlp.federation.signals import StopFlag, stop_on_signals
 from fednlp.files import file_sha256
 from fednlp.privacy.plan import privatize
-from fednlp.run.local_training import LocalTrainer, batch_plan
+from fednlp.run.local_training import LocalTrainer
 from fednlp.run.session import Session, base_result, finish, open_session, path_stem
 
 
@@ -51,6 +52,8 @@ def default_run_name(config: TrainConfig) -> str:
 
 def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False) -> dict[str, Any]:
     comm = comm or make_communicator()
+    if resume:
+        check_resume(config)  # a DP run's accounted options are fixed (fednlp/federation/checkpoint.py)
     # Bad names and options fail here, before any heavy work.
     algorithm = get_algorithm(config.algorithm)(config)
     sampler = get_sampler(config.sampler).from_config(config)
@@ -63,6 +66,8 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
     clients_to_evaluate(config.eval_clients, clients, config.seed)  # bad --eval-clients fails before any work
     session = open_session(config, comm, default_run_name(config), resume=resume, check_model=algorithm.check_model)
     federation = Federation(session, algorithm, clients, sampler, held_out)
+    if privacy is not None:
+        privacy.start(session, algorithm)  # --dp-release: noise seeded from OS entropy
     start_round, history = restore(federation) if resume else (0, [])
     if start_round > config.rounds:
         raise UserError(f"--rounds {config.rounds}: the run in {session.run_dir} has already completed {start_round} "
@@ -72,6 +77,7 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
     result = {**base_result(session), **federation.result_fields()}
     if privacy is not None:
         result["dp"] = privacy.write(session, algorithm, config)  # fednlp/privacy/plan.py
+        privacy.scrub(result, config)  # --dp-release: only protected outputs
     return finish(session, result, history)
 
 
@@ -201,11 +207,11 @@ class Federation:
     def server_step(self, plan: RoundPlan, ctx: RoundContext, planned_weight: float, skipped: int) -> None:
         """The algorithm's server step on the summed updates; skipped on an empty round, and renormalised to
         the clients kept when some were skipped, unless the algorithm's denominator is fixed (DP-FedAvg adds
-        its noise to an empty round too, and a skipped client is not renormalised away)."""
+        its noise to an empty round too, and a skipped client is not renormalised away) or its own (q-FedAvg)."""
         fixed = self.algorithm.fixed_denominator
         if planned_weight == 0 and not fixed:
             return
-        if skipped and not fixed:  # as the sampler's weights of the whole cohort sum
+        if skipped and not (fixed or self.algorithm.normalises_itself):  # as the sampler's weights of the cohort sum
             self.buffer.updates.mul_(plan.active_weight / planned_weight)
         self.algorithm.server_step(self.global_flat, self.buffer.updates, ctx)
         if not bool(torch.isfinite(self.global_flat.sum())):
@@ -220,11 +226,8 @@ class Federation:
         start = time.perf_counter()
         self.client_updates.load_global()
         timer.add("weight_copy", start)
-        rng = client_rng(config.seed, plan.round_idx, client)
-        torch.manual_seed(int(rng.integers(2**62)))  # dropout depends on the client, not on its rank
-        batches = algorithm.client_batches(client, plan.round_idx, len(rows), rng)  # e.g. DP-SGD's Poisson batches
-        if batches is None:
-            batches = batch_plan(len(rows), config.batch_size, rng, steps=config.local_steps, epochs=config.local_epochs)
+        dropout_seed, batches = local_batches(algorithm, config, client, plan.round_idx, len(rows))  # audits redo it
+        torch.manual_seed(dropout_seed)  # dropout depends on the client, not on its rank
         loss_global = self.trainer.mean_loss(rows, config.eval_batch_size) if algorithm.needs_global_loss else None
         self.trainer.reset_optimizer()
         steps = self.trainer.train(rows, batches, self.global_views)

@@ -22,7 +22,9 @@ import torch
 
 from fednlp.algorithms.interface import Algorithm
 from fednlp.privacy.accounting import Accountant
+from fednlp.privacy.release import scrub_round
 from fednlp.privacy.settings import ClientDPSettings
+from fednlp.run.random_streams import Stream, round_generator
 
 if TYPE_CHECKING:
     from fednlp.algorithms.interface import ClientUpdate, RoundContext
@@ -43,8 +45,13 @@ class ClientDP(Algorithm):
     def __init__(self, config: Any):
         super().__init__(config)  # type: ignore[call-arg]
         self.clip = self.dp.clip if self.dp.clip is not None else self.dp.clip_init
-        self.accountant = Accountant(self.dp.noise_multiplier, self.dp.sampling, incremental=True)
+        # The released model's accounting (its own noise multiplier), and the imagined deployment's when
+        # --dp-noise-cohort-size sets one (ClientDPSettings.released_noise_multiplier).
+        self.accountant = Accountant(self.dp.released_noise_multiplier, self.dp.sampling, incremental=True)
+        self.deployment_accountant = (Accountant(self.dp.noise_multiplier, self.dp.sampling, incremental=True)
+                                      if self.dp.deployment_clients is not None else None)
         self._record: dict[str, Any] = {}
+        self.noise_seed: int | None = None  # --dp-release: OS entropy (PrivacyPlan.start); else the round's generator
 
     def process_client_update(self, update: ClientUpdate, ctx: RoundContext) -> None:
         super().process_client_update(update, ctx)  # type: ignore[misc]
@@ -60,21 +67,23 @@ class ClientDP(Algorithm):
         dp = self.dp
         # Noise on the sum with std z C M / M' is, on the mean, z C / M' (M' = M unless --dp-noise-cohort-size).
         std = dp.update_noise_multiplier * self.clip / dp.noise_cohort_size
+        generator = (ctx.generator if self.noise_seed is None
+                     else round_generator(self.noise_seed, ctx.round_idx, Stream.SERVER_NOISE))
         if std > 0:
-            noise = torch.empty(aggregate.shape, dtype=torch.float32).normal_(0.0, std, generator=ctx.generator)
+            noise = torch.empty(aggregate.shape, dtype=torch.float32).normal_(0.0, std, generator=generator)
             aggregate.add_(noise.to(aggregate.device))
         self._record = {"dp_clip": self.clip} if dp.adaptive else {}
         if dp.adaptive:
-            self._adapt_clip(ctx)
+            self._adapt_clip(ctx, generator)
         super().server_step(global_flat, aggregate, ctx)  # type: ignore[misc]
 
-    def _adapt_clip(self, ctx: RoundContext) -> None:
+    def _adapt_clip(self, ctx: RoundContext, generator: torch.Generator) -> None:
         dp = self.dp
         centred = ctx.sums[UNCLIPPED] - 0.5 * ctx.sums[CONTRIBUTED]
         if dp.count_stddev > 0:
             # std on the sum scaled like the update's, so the fraction's noise is sigma_b / M'.
             scale = dp.count_stddev * dp.expected_cohort_size / dp.noise_cohort_size
-            centred += float(torch.randn((), generator=ctx.generator, dtype=torch.float64)) * scale
+            centred += float(torch.randn((), generator=generator, dtype=torch.float64)) * scale
         unclipped = centred / dp.expected_cohort_size + 0.5
         self.clip *= math.exp(-dp.clip_lr * (unclipped - dp.target_quantile))
         self._record["dp_unclipped_fraction"] = unclipped  # noised: private to publish
@@ -84,7 +93,12 @@ class ClientDP(Algorithm):
         record = {**super().round_record(ctx), **self._record}
         if ctx.rank == 0:
             record.update(epsilon_record(self.accountant, ctx.round_idx + 1, self.dp.delta))
-        return record
+            if self.deployment_accountant is not None:
+                record["dp_deployment_epsilon"] = finite_or_none(
+                    self.deployment_accountant.epsilon(ctx.round_idx + 1, self.dp.deployment_delta))
+            if self.dp.accounting == "heuristic":  # --dp-accept-sampler-bound: no proven epsilon
+                record = {(f"{k}_heuristic" if k.startswith("dp_epsilon") else k): v for k, v in record.items()}
+        return scrub_round(record) if self.config.dp.release else record
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "dp_clip": self.clip}  # type: ignore[misc]

@@ -51,15 +51,19 @@ class DPOptions:
     noise_multiplier: float | None = option("DP noise multiplier Z (noise std = Z C); or give --dp-epsilon")
     epsilon: float | None = option("DP budget: calibrate Z to it (or, with --dp-noise-multiplier, refuse more "
                                    "rounds than it allows)")
-    delta: float | None = option("DP delta (default 1/N: N clients at client level, training examples at "
-                                 "sample level)")
+    delta: float | None = option("DP delta, below 1/N (default 1/N^1.1: N clients at client level, training "
+                                 "examples at sample level; with --dp-noise-cohort-size, the deployment's clients)")
     target_quantile: float = option("--dp-clip adaptive: the fraction of clients left unclipped", default=0.5)
     clip_lr: float = option("--dp-clip adaptive: the geometric learning rate of the clip norm", default=0.2)
-    noise_cohort_size: int | None = option("client level: noise as if this many clients took part per round "
-                                           "(the accounting then assumes that deployment's population)")
+    noise_cohort_size: int | None = option("client level: noise as if this many clients took part per round; "
+                                           "epsilon stays the released model's, deployment_epsilon is that "
+                                           "deployment's (--dp-epsilon calibrates the deployment's)")
     grad_sample: str = option("--dp sample: per-example clipping by Opacus's per-example gradients (hooks) or by "
                               "ghost clipping (ghost: per-example norms without the gradients, two backward "
                               "passes; docs/privacy.md)", default="hooks")
+    release: bool = option("a DP release: the run directory holds only protected outputs (no train_loss, per-client "
+                           "values or checkpoints) and the noise is seeded from OS entropy, not --seed "
+                           "(docs/privacy.md)", default=False)
     accept_sampler_bound: bool = option("allow --dp with a sampler that has no exact accounting, bounded with its "
                                         "largest inclusion probability as a Poisson rate", default=False)
 
@@ -72,6 +76,8 @@ class DPOptions:
         choices = dp_choices()
         if self.mechanism not in choices:
             raise UserError(f"--dp must be one of {', '.join(choices)}, got {self.mechanism!r}")
+        if self.release:
+            self._check_release(config)
         if not self.enabled:
             return
         mechanism = DP_MECHANISMS.get(self.mechanism)()
@@ -95,6 +101,19 @@ class DPOptions:
         if self.grad_sample not in GRAD_SAMPLE_MODES:
             raise UserError(f"--dp-grad-sample must be one of {', '.join(GRAD_SAMPLE_MODES)}, got {self.grad_sample!r}")
         mechanism.check(self, config)
+
+    def _check_release(self, config: Any) -> None:
+        """--dp-release writes only protected outputs: refuse the options whose outputs are not."""
+        if not self.enabled:
+            raise UserError("--dp-release needs --dp client or --dp sample (a release of what?)")
+        unprotected = [("--eval-clients", "per-client test metrics and example counts (clients.csv)")
+                       if getattr(config, "eval_clients", None) is not None else None,
+                       ("--checkpoint-every", "checkpoints (weights, history and the clip before each round)")
+                       if getattr(config, "checkpoint_every", None) is not None else None,
+                       ("--on-nonfinite stop", "the diverging client's identity; use --on-nonfinite skip-client")
+                       if getattr(config, "on_nonfinite", "stop") == "stop" else None]
+        for flag, what in filter(None, unprotected):
+            raise UserError(f"--dp-release cannot be combined with {flag}: it publishes {what} unprotected")
 
     def _check_adaptive(self, mechanism: DPMechanism) -> None:
         if not mechanism.adaptive_clip:

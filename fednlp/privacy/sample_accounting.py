@@ -48,8 +48,9 @@ class SampleLedger:
         out = np.zeros(len(self.sizes))
         for rate, total in sorted({(float(self.rates[c]), int(self.steps[c] * taken[c])) for c in np.flatnonzero(taken)}):
             accountant = self._accountant(rate)
-            eps = (accountant.epsilon_pld(total, self.dp.delta) if method == "pld"
-                   else accountant.epsilon_rdp(total, self.dp.delta))
+            eps = accountant.epsilon_pld(total, self.dp.delta) if method == "pld" else None
+            if eps is None:  # RDP's, asked for or where there is no PLD (a noise multiplier below 0.05)
+                eps = accountant.epsilon_rdp(total, self.dp.delta)
             out[(self.rates == rate) & (self.steps * taken == total)] = eps
         return out
 

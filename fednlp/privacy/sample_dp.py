@@ -10,9 +10,11 @@ Two ways to clip each example (--dp-grad-sample): `hooks` materialises every per
 GradSampleModule); `ghost` (Opacus's ghost clipping, Li et al. 2022 / Bu et al. 2023) computes only each
 example's gradient norm from the layer's activations and output gradients, then backpropagates the
 per-example losses weighted by their clip factors, so the clipped sum arrives in `.grad` without any
-per-example gradient. Same clipped sum, same noise draws. Ghost mode clips the task's per-example loss
-(`Task.example_losses`: a row's own mean over its tokens), hooks mode the batch loss's share of each row
-(for token-level heads a row weighs by its token count); for classification the two are the same objective.
+per-example gradient. Same clipped sum, same noise draws. Both modes clip the gradient of the task's
+per-example loss (`Task.example_losses`: each row's own loss, a mean over ITS tokens for the token-level heads),
+never the batch loss: a batch-wide token mean would weigh a row by its share of the batch's tokens, so one
+row's clipped gradient would depend on the other rows' lengths and adding one example could move the clipped
+sum by more than C (the sensitivity the accountant assumes).
 
 Overriding the client optimizer switches the sparse embedding path off (fednlp/federation/client_updates.py),
 as it must: noise touches every row.
@@ -36,6 +38,7 @@ from fednlp.algorithms.interface import Algorithm
 from fednlp.errors import UserError
 from fednlp.run.random_streams import Stream, round_generator
 from fednlp.privacy.client_dp import finite_or_none
+from fednlp.privacy.release import scrub_round
 from fednlp.privacy.settings import SampleDPSettings
 
 if TYPE_CHECKING:
@@ -65,17 +68,19 @@ class SampleDP(Algorithm):
     client's batches, model hooks, optimizer and backward pass are DP-SGD's; the server side is the algorithm's."""
 
     dp: ClassVar[SampleDPSettings]
+    ghost: ClassVar[bool] = False  # --dp-grad-sample ghost: Opacus's ghost clipping, else its per-example hooks
     ledger: SampleLedger  # set by privatize (fednlp/privacy/plan.py): every client's rate and steps
 
     def __init__(self, config: Any):
         super().__init__(config)  # type: ignore[call-arg]
         self._grad_sample_module: GradSampleModule | GradSampleModuleFastGradientClipping | None = None
         self.optimizer: PoissonDPOptimizer | PoissonGhostDPOptimizer | None = None
+        self.noise_seed: int | None = None  # --dp-release: OS entropy (PrivacyPlan.start); else --seed
 
     def check_model(self, model: torch.nn.Module) -> None:
         """Refuse, before the run writes anything, a model this mode cannot clip per example."""
-        if self.per_example_loss and (len(list(model.named_parameters(remove_duplicate=False)))
-                                      > len(list(model.parameters()))):
+        if self.ghost and (len(list(model.named_parameters(remove_duplicate=False)))
+                           > len(list(model.parameters()))):
             raise UserError("--dp-grad-sample ghost: this model ties weights (e.g. GPT-2's input and output "
                             "embeddings), which Opacus's ghost clipping does not support; use --dp-grad-sample hooks")
 
@@ -83,15 +88,17 @@ class SampleDP(Algorithm):
         """Called by the local trainer before it asks for the optimizer: Opacus's forward/backward hooks on
         the model's trainable layers (it keeps being called directly; hooks are idle in eval and no_grad)."""
         self.check_model(model)
-        if self.per_example_loss:
+        if self.ghost:
             self._grad_sample_module = GradSampleModuleFastGradientClipping(
                 model, batch_first=True, loss_reduction="mean", max_grad_norm=self.dp.clip, use_ghost_clipping=True)
         else:
             self._grad_sample_module = GradSampleModule(model, batch_first=True, loss_reduction="mean")
         # Opacus's hook on the first layer fires without input gradients (token ids): expected, not a problem.
         warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
-        if "position_ids" in inspect.signature(model.forward).parameters:
-            model.register_forward_pre_hook(_per_example_position_ids, with_kwargs=True)
+        for module in model.modules():  # every transformer inside (an encoder-decoder's encoder and decoder too)
+            parameters = inspect.signature(module.forward).parameters
+            if "position_ids" in parameters and "input_ids" in parameters:
+                module.register_forward_pre_hook(_per_example_position_ids, with_kwargs=True)
 
     def make_client_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         inner = super().make_client_optimizer(params)  # type: ignore[misc]
@@ -99,7 +106,7 @@ class SampleDP(Algorithm):
             config = self.config  # type: ignore[attr-defined]
             kind = torch.optim.SGD if config.optimizer == "sgd" else torch.optim.AdamW
             inner = kind(params, lr=config.lr, weight_decay=config.weight_decay)
-        kind = PoissonGhostDPOptimizer if self.per_example_loss else PoissonDPOptimizer
+        kind = PoissonGhostDPOptimizer if self.ghost else PoissonDPOptimizer
         self.optimizer = kind(inner, noise_multiplier=self.dp.noise_multiplier, max_grad_norm=self.dp.clip,
                               expected_batch_size=self.dp.batch_size, loss_reduction="mean")
         return self.optimizer
@@ -109,8 +116,12 @@ class SampleDP(Algorithm):
         self.optimizer.step_without_examples()
 
     def backward(self, example_losses: torch.Tensor) -> None:
-        """Ghost clipping's two backward passes: the per-example norms, then the losses weighted by their clip
-        factors min(1, C / norm), which leaves the clipped sum in `.grad`."""
+        """Hooks: the mean of the rows' own losses, whose per-example gradients (Opacus rescales a "mean" loss
+        by the batch size) are each row's own. Ghost clipping: two backward passes, the per-example norms, then
+        the losses weighted by their clip factors min(1, C / norm), which leaves the clipped sum in `.grad`."""
+        if not self.ghost:
+            example_losses.mean().backward()
+            return
         DPTensorFastGradientClipping(self._grad_sample_module, self.optimizer, example_losses, "mean").backward()
 
     def client_batches(self, client: int, round_idx: int, n_rows: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -118,7 +129,7 @@ class SampleDP(Algorithm):
         q, steps = client_rate(n_rows, self.dp), client_steps(n_rows, self.dp)
         if self.optimizer is not None:
             self.optimizer.expected_batch_size = q * n_rows
-            seed = self.config.seed  # type: ignore[attr-defined]
+            seed = self.config.seed if self.noise_seed is None else self.noise_seed  # type: ignore[attr-defined]
             self.optimizer.generator = round_generator(seed, round_idx, Stream.CLIENT_NOISE, client)
         return [np.flatnonzero(rng.random(n_rows) < q) for _ in range(steps)]
 
@@ -129,7 +140,8 @@ class SampleDP(Algorithm):
         if ctx.rank != 0:
             return record
         epsilons = self.ledger.epsilons(ctx.round_idx + 1, "rdp")
-        return {**record, "dp_epsilon_rdp_max": finite_or_none(float(epsilons.max()) if len(epsilons) else 0.0)}
+        record = {**record, "dp_epsilon_rdp_max": finite_or_none(float(epsilons.max()) if len(epsilons) else 0.0)}
+        return scrub_round(record) if self.config.dp.release else record  # type: ignore[attr-defined]
 
 
 def _per_example_position_ids(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -153,6 +165,7 @@ def client_steps(n_rows: int, dp: SampleDPSettings) -> int:
     return max(1, math.ceil(epochs * n_rows / max(1, min(dp.batch_size, n_rows))))
 
 def with_sample_dp(algorithm_cls: type, settings: SampleDPSettings) -> type:
-    """`algorithm_cls` with DP-SGD in every client; ghost clipping backpropagates per-example losses."""
+    """`algorithm_cls` with DP-SGD in every client: the trainer hands `backward` each row's own loss (both
+    modes), never the batch loss."""
     return type(f"{algorithm_cls.__name__}WithSampleDP", (SampleDP, algorithm_cls),
-                {"dp": settings, "per_example_loss": settings.grad_sample_mode == "ghost"})
+                {"dp": settings, "per_example_loss": True, "ghost": settings.grad_sample_mode == "ghost"})

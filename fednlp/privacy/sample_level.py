@@ -15,7 +15,7 @@ from fednlp.privacy.accounting import Accountant, Sampling
 from fednlp.privacy.client_dp import finite_or_none
 from fednlp.privacy.mechanisms import DPMechanism, register_dp_mechanism
 from fednlp.privacy.options import DPOptions, parse_clip
-from fednlp.privacy.plan import PrivacyPlan, noise_multiplier
+from fednlp.privacy.plan import PrivacyPlan, noise_multiplier, resolve_delta
 from fednlp.privacy.sample_accounting import SampleLedger
 from fednlp.privacy.sample_dp import with_sample_dp
 from fednlp.privacy.settings import SampleDPSettings
@@ -56,7 +56,7 @@ class SampleLevel(DPMechanism):
 
 def sample_settings(config: Any, pool: np.ndarray) -> SampleDPSettings:
     dp = config.dp
-    delta = dp.delta if dp.delta is not None else 1.0 / max(1, int(pool.sum()))
+    delta = resolve_delta(dp.delta, max(1, int(pool.sum())), "training examples")
     return SampleDPSettings(clip=parse_clip(dp.clip), noise_multiplier=dp.noise_multiplier or 0.0,
                             batch_size=config.batch_size, local_steps=config.local_steps,
                             local_epochs=config.local_epochs, delta=delta, grad_sample_mode=dp.grad_sample)

@@ -25,10 +25,23 @@ class ClientDPSettings:
     noise_cohort_size: float
     sampling: Sampling
     delta: float
+    # "exact", or "heuristic" (--dp-accept-sampler-bound: a sampler accounted as Poisson at its largest
+    # inclusion probability, which nothing proves an upper bound).
+    accounting: str = "exact"
+    # --dp-noise-cohort-size: the imagined deployment's population and delta (None: no such deployment).
+    deployment_clients: int | None = None
+    deployment_delta: float | None = None
 
     @property
     def adaptive(self) -> bool:
         return self.clip is None
+
+    @property
+    def released_noise_multiplier(self) -> float:
+        """The noise multiplier of the model this run releases: its noise on the sum is Z C M / M' (M the
+        expected cohort, M' = --dp-noise-cohort-size), so Z M / M' against a sensitivity of C. Z itself is the
+        deployment's, where M' clients take part."""
+        return self.noise_multiplier * self.expected_cohort_size / self.noise_cohort_size
 
 
 @dataclass(frozen=True)

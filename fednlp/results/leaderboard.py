@@ -10,7 +10,8 @@ settings and the same budget (examples seen), the comparison the FedNLP benchmar
 "FedNLP: Benchmarking Federated Learning Methods for Natural Language Processing Tasks") reports; the
 `baseline` column names that row. Every metric is shown as a fraction in [0, 1] (a run recorded in percent
 must say `"metric_scale": "percent"`), except metrics where lower is better (`"greater_is_better": false`,
-e.g. perplexity), whose gap is signed so that a negative gap is always worse than centralized.
+e.g. perplexity), whose gap is signed so that a negative gap is always worse than centralized. Rows no better
+than a constant predictor on the same test split are marked ≈chance (fednlp/results/chance.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 from fednlp.errors import UserError
 from fednlp.files import atomic_write_text
 from fednlp.results.run_files import RESULT, RunDirectory
+from fednlp.results.chance import AT_CHANCE, SINGLE_SEED_TOLERANCE, chance_table, with_chance
 from fednlp.results.run_result import RunResult, is_number
 
 CENTRALIZED = "centralized"
@@ -36,6 +38,7 @@ IDENTITY = ("task", "dataset", "model", "partition_method", "algorithm")
 HEAD_COLUMNS = ("row", *IDENTITY)
 TAIL_COLUMNS = ("metric", "value", "std", "runs", "examples_seen", "baseline", "baseline_value", "baseline_std",
                 "gap", "gap_pct", "best", "wall_time_s")
+CHANCE_COLUMNS = ("chance", "at_chance")
 COLUMNS = (*HEAD_COLUMNS, *TAIL_COLUMNS)  # the columns every table has; settings and optional stats go between
 REQUIRED_STR = ("task", "dataset", "model", "algorithm", "metric")
 # Optional per-run statistics other commands add to result.json, shown when any run has them:
@@ -45,6 +48,7 @@ OPTIONAL_STATS = {
     "clients_std": ("clients", "std"),
     "dp_epsilon": ("dp", "epsilon"),
     "dp_delta": ("dp", "delta"),
+    "dp_epsilon_heuristic": ("dp", "epsilon_heuristic"),  # --dp-accept-sampler-bound: no proven epsilon
     "mia_auc": ("audit", "mia_auc"),
     "mia_tpr_at_1pct_fpr": ("audit", "mia_tpr_at_1pct_fpr"),
     "canary_max_exposure": ("audit", "canary_max_exposure"),
@@ -82,6 +86,7 @@ class ScoredRun:
     metrics: dict[str, float] = field(default_factory=dict)
     wall_time_s: float | None = None
     seed: int | None = None
+    data_path: str | None = None  # the data file as the run's config names it (chance levels are computed from it)
 
     @property
     def is_centralized(self) -> bool:
@@ -118,6 +123,8 @@ class Row:
     gap: float | None = None
     gap_pct: float | None = None
     is_best: bool = False
+    chance: float | None = None  # a constant predictor's score on the test split (fednlp/results/chance.py)
+    at_chance: bool = False  # value within the row's spread of chance
 
     @property
     def n_runs(self) -> int:
@@ -156,18 +163,19 @@ def _scored(result: RunResult, path: Path) -> ScoredRun:
         partition_method=result.partition_method,
         algorithm=result.algorithm,
         metric=result.metric,
-        value=_as_fraction(path, result),
+        value=as_fraction(path, result),
         greater_is_better=result.greater_is_better,
-        settings=_settings(result),
+        settings=run_settings(result),
         examples_seen=_examples_seen(result),
         stats=_optional_stats(path, result),
         metrics=result.metrics,
         wall_time_s=result.wall_time_s,
         seed=result.seed,
+        data_path=result.config.get("data") if isinstance(result.config.get("data"), str) else None,
     )
 
 
-def _as_fraction(path: Path, result: RunResult) -> float:
+def as_fraction(path: Path, result: RunResult) -> float:
     """The primary metric on one scale: fractions in [0, 1] for every score where greater is better."""
     value = float(result.value)
     scale = result.metric_scale or "fraction"
@@ -194,7 +202,7 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _settings(result: RunResult) -> dict[str, Any]:
+def run_settings(result: RunResult) -> dict[str, Any]:
     """The resolved config minus what cannot change the result, plus the input files' checksums."""
     config = result.config
     settings = {k: v for k, v in flatten(config).items()
@@ -327,8 +335,15 @@ def stat_columns(rows: list[Row]) -> list[str]:
     return [c for c in OPTIONAL_STATS if any(c in r.stats for r in rows)]
 
 
+def chance_columns(rows: list[Row]) -> list[str]:
+    """chance and at_chance, after std, when any row has a chance level (fednlp/results/chance.py)."""
+    return list(CHANCE_COLUMNS) if any(r.chance is not None for r in rows) else []
+
+
 def columns_of(rows: list[Row]) -> list[str]:
-    return [*HEAD_COLUMNS, *setting_columns(rows), *TAIL_COLUMNS, *stat_columns(rows)]
+    value_std = TAIL_COLUMNS.index("std") + 1
+    return [*HEAD_COLUMNS, *setting_columns(rows), *TAIL_COLUMNS[:value_std], *chance_columns(rows),
+            *TAIL_COLUMNS[value_std:], *stat_columns(rows)]
 
 
 # ---------------------------------------------------------------- rendering
@@ -346,7 +361,7 @@ def setting_text(value: Any) -> str:
     return str(value)
 
 
-def _cells(row: Row, settings: list[str], stats: list[str], human: bool) -> list[str]:
+def _cells(row: Row, settings: list[str], stats: list[str], human: bool, chance: bool = False) -> list[str]:
     def num(x: float | None, spec: str, suffix: str = "") -> str:
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return ""
@@ -356,7 +371,8 @@ def _cells(row: Row, settings: list[str], stats: list[str], human: bool) -> list
     return [
         str(row.number), row.task, row.dataset, row.model, row.partition_method or "", row.algorithm,
         *(setting_text(row.settings.get(k)) for k in settings),
-        row.metric, num(row.value, ".4f"), num(row.std, ".4f"), str(row.n_runs),
+        row.metric, num(row.value, ".4f"), num(row.std, ".4f"),
+        *((num(row.chance, ".4f"), AT_CHANCE if row.at_chance else "") if chance else ()), str(row.n_runs),
         "" if row.examples_seen is None else str(row.examples_seen),
         "" if base is None else str(base.number), num(None if base is None else base.value, ".4f"),
         num(None if base is None else base.std, ".4f"),
@@ -378,20 +394,25 @@ def render(rows: list[Row], fmt: str) -> str:
 
 
 def _table(rows: list[Row], human: bool) -> tuple[list[str], list[list[str]]]:
-    settings, stats = setting_columns(rows), stat_columns(rows)
-    return columns_of(rows), [_cells(r, settings, stats, human) for r in rows]
+    settings, stats, chance = setting_columns(rows), stat_columns(rows), bool(chance_columns(rows))
+    return columns_of(rows), [_cells(r, settings, stats, human, chance) for r in rows]
 
 
 def _markdown(rows: list[Row]) -> str:
     header, body = _table(rows, human=True)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
-    return "\n".join(lines) + "\n" + NOTE
+    return "\n".join(lines) + "\n" + NOTE + (CHANCE_NOTE if chance_columns(rows) else "")
 
 
 NOTE = ("\nValues are fractions in [0, 1] (mean over the row's runs, which differ only in the seed; std over "
         "seeds). gap = row - baseline, the centralized row named in `baseline` (same data, model settings and "
         "examples seen), signed so that negative is worse; `best`: the best federated row of its block.\n")
+
+
+CHANCE_NOTE = (f"\n`chance`: a constant predictor's score on the whole test split (majority class, all-O tags, empty "
+               f"answer or summary); `{AT_CHANCE}`: the value is within the row's std of it (one seed: within "
+               f"{SINGLE_SEED_TOLERANCE}).\n")
 
 
 def _csv(rows: list[Row]) -> str:
@@ -432,6 +453,12 @@ th,td{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style></head>
 """
 
 
+def marked_rows(root: str | os.PathLike, chance_data: list[str] | None = None) -> list[Row]:
+    """The leaderboard rows of every run under root, with their chance marks (fednlp/results/chance.py)."""
+    runs = load_runs(root)
+    return with_chance(leaderboard_rows(runs), chance_table(root, runs, chance_data))
+
+
 def _blocks(rows: list[Row]) -> list[list[Row]]:
     """Rows grouped by (task, dataset, model), in table order."""
     blocks: dict[tuple, list[Row]] = {}
@@ -441,12 +468,13 @@ def _blocks(rows: list[Row]) -> list[list[Row]]:
 
 
 def write_leaderboard(root: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None,
-                      plots: str | os.PathLike | None = None) -> str:
+                      plots: str | os.PathLike | None = None, chance_data: list[str] | None = None) -> str:
     """Render the leaderboard of every run under root; write it atomically to out when given, and the
-    study's figures (fednlp.results.plots) as PNG files under plots when given. Returns the text."""
+    study's figures (fednlp.results.plots) as PNG files under plots when given. Returns the text. Rows get
+    their chance level from root/chance.json, or from the data files (the runs' own, or `chance_data`)."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
-    rows = leaderboard_rows(load_runs(root))
+    rows = marked_rows(root, chance_data)
     text = render(rows, fmt)
     if out is not None:
         atomic_write_text(out, text)

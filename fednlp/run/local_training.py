@@ -98,7 +98,7 @@ class LocalTrainer:
             batch = self.features.batch(rows[positions], self.device)
             start = self.timer.add("data_loading", start)
             with autocast(self.device, self.config.precision):
-                if per_example:  # DP-SGD with ghost clipping backpropagates the per-example losses itself
+                if per_example:  # DP-SGD (either clipping mode): each row's own loss, backpropagated by the algorithm
                     example_losses = self.task.example_losses(self.model, batch)
                     loss = example_losses.mean()
                 else:

@@ -18,6 +18,7 @@ from fednlp.config import RunConfig, config_dict, config_sections
 from fednlp.data.datafile import DataFile, read_data_file
 from fednlp.files import atomic_output, file_sha256
 from fednlp.tasks.feature_cache import load_or_build_features
+from fednlp.tasks.frozen_prefix import cached_prefix_features
 from fednlp.errors import UserError
 from fednlp.run.random_streams import Stream, run_rng
 from fednlp.run.device import pick_device
@@ -26,6 +27,7 @@ from fednlp.run.evaluation import (evaluate, evaluate_clients, evaluation_settin
 from fednlp.run.local_training import PhaseTimer
 from fednlp.locks import lock_run_dir, release_run_dir
 from fednlp.results.run_files import RunDirectory, RunWriter
+from fednlp.results.provenance import run_provenance
 from fednlp.results.run_result import RunResult
 from fednlp.tasks.base import Features, Task
 from fednlp.tasks.models import freeze_layers, load_tokenizer
@@ -112,6 +114,8 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
     if check_model is not None:
         check_model(model)
     model = model.to(device)
+    if config.cache_frozen:  # the frozen prefix runs once per example, not at every step (fednlp/tasks/frozen_prefix.py)
+        features = cached_prefix_features(model, task, features, config, comm, device)
     test_examples = evaluation_examples(data, config)
     writer = None
     if comm.rank == 0:
@@ -189,6 +193,7 @@ def finish(session: Session, result: dict[str, Any], history: list[dict[str, Any
     result.update(evaluation_share(session.timer.seconds, result["wall_time_s"]),
                   eval=final.get("eval"))
     if session.writer is not None:
+        result["provenance"] = run_provenance(session.model, session.device)  # fednlp/results/provenance.py
         RunResult.parse(result, "the run's record")  # what every reader of result.json accepts
         session.writer.write_result(result)
         release_run_dir(session.run_dir)

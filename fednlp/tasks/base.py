@@ -131,6 +131,9 @@ class Task(ABC):
     #: Its features come from the X and Y texts alone and it has a per-example loss, so the audit can score
     #: any filled canary template through it (fednlp/audit/: canary exposure).
     scores_canaries: ClassVar[bool] = False
+    #: The data-file text fields the head reads, as input or as target (seq2seq: source X and target Y; lm: X
+    #: alone): a canary's secret must lie in one of them to be seen in training (fednlp/audit/canaries.py).
+    reads_fields: ClassVar[tuple[str, ...]] = ("X",)
     #: A classifier whose input can be optimised towards a label: the audit extracts canaries from it by
     #: model inversion (fednlp/audit/extraction.py).
     extracts_canaries: ClassVar[bool] = False
@@ -171,6 +174,12 @@ class Task(ABC):
         """The loss of each row of the batch, [rows] (membership inference and canary exposure score
         examples by it: fednlp/audit/). Heads that can be audited override it."""
         raise NotImplementedError(f"task {self.name!r} has no per-example loss")
+
+    def scored_tokens(self, features: Features, rows: np.ndarray) -> np.ndarray:
+        """How many tokens each row's `example_losses` averages over (a label's loss: one). Canary exposure
+        multiplies them back: it ranks candidates by a sequence's summed loss (log-perplexity, Carlini et al.
+        2019), which the mean equals only when every candidate has as many tokens."""
+        return np.ones(len(rows), dtype=np.int64)
 
     def reduce_row_losses(self, losses: np.ndarray, features: Features, rows: np.ndarray) -> np.ndarray:
         """One loss per example from its rows' losses (`rows` as Features.rows_of gives them: each example's

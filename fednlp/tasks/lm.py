@@ -97,6 +97,10 @@ class CausalLM(Task):
         nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
         return nll.sum(dim=1) / (targets != IGNORE).sum(dim=1).clamp(min=1)
 
+    def scored_tokens(self, features: Features, rows: np.ndarray) -> np.ndarray:
+        """Each row's predicted tokens: every real token but the first (example_losses' denominator)."""
+        return np.maximum((features.arrays["labels"][rows, 1:] != IGNORE).sum(axis=1), 1)
+
     def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: np.ndarray) -> list[Any]:
         """Per row: (summed NLL of its next tokens, their number, argmax hits), a few rows at a time."""
         width = batch["input_ids"].shape[1]

@@ -34,6 +34,7 @@ class Seq2Seq(Task):
     primary_metric = "rougeL"
     generates = True
     scores_canaries = True
+    reads_fields = ("X", "Y")  # the source and the target
 
     # ------------------------------------------------------------------ features
 
@@ -157,6 +158,10 @@ class Seq2Seq(Task):
         ).logits.float()
         per_token = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
         return per_token.sum(dim=1) / (labels != IGNORE).sum(dim=1).clamp(min=1)
+
+    def scored_tokens(self, features: Features, rows: np.ndarray) -> np.ndarray:
+        """Each row's real target tokens (example_losses' denominator)."""
+        return np.maximum((features.arrays["labels"][rows] != IGNORE).sum(axis=1), 1)
 
     def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: np.ndarray) -> list[Any]:
         """Beam search (deterministic: no sampling) of at most max_target_length new tokens per row."""
