@@ -179,6 +179,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
         return
     if args.check:
         raise UserError("--check goes with --update-docs DOC")
+    from fednlp.files import check_output
+
+    check_output(args.out, {"--chance-data": args.chance_data}, "report")
+    check_output(args.plots, {"--chance-data": args.chance_data, "--out": args.out}, "directory", "--plots")
     text = write_leaderboard(args.runs, args.format, args.out, args.plots, args.chance_data)
     print(f"wrote {args.out}" if args.out else text)
 
@@ -206,12 +210,14 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
     from fednlp.config_checks import check_numbers, check_output_path
     from fednlp.data.prepare import prepare
     from fednlp.data.readers import ReaderOptions
+    from fednlp.files import check_output
     from fednlp.locks import locked_output
     from fednlp.options import from_arguments
 
     options = from_arguments(ReaderOptions, args)
     check_numbers(options)
     check_output_path(args.out, file="the data file to write (.h5)")
+    check_output(args.out, {"--source": args.source}, "data")
     with locked_output(args.out, f"--out {args.out}"):  # a second prepare of the same file is refused
         data = prepare(args.dataset, args.source, args.out, options, name=args.name)
     print(
@@ -235,12 +241,14 @@ def cmd_data_list(args: argparse.Namespace) -> None:
 def cmd_partition(args: argparse.Namespace) -> None:
     from fednlp.config_checks import check_numbers, check_output_path
     from fednlp.data_partition import PartitionParams, add_partition
+    from fednlp.files import check_output
     from fednlp.locks import locked_output
     from fednlp.options import from_arguments
 
     params = from_arguments(PartitionParams, args)
     check_numbers(params)
     check_output_path(args.out, file="the partition file to write (.h5)")
+    check_output(args.out, {"--data": args.data}, "partition")
     with locked_output(args.out, f"--out {args.out}"):  # two commands adding groups would lose one
         group = add_partition(args.data, args.out, params, overwrite=args.overwrite, layout=args.layout)
     print(f"wrote group {group} to {args.out}")
@@ -253,7 +261,10 @@ def cmd_partition(args: argparse.Namespace) -> None:
 
 def cmd_partition_stats(args: argparse.Namespace) -> None:
     from fednlp.data_partition.stats import partition_stats_report
+    from fednlp.files import check_output
 
+    for flag, plot in (("--plot", args.plot), ("--sizes-plot", args.sizes_plot)):
+        check_output(plot, {"--data": args.data, "--partition": args.partition}, "report", flag)
     print(partition_stats_report(args.data, args.partition, args.method, args.plot, args.sizes_plot))
 
 

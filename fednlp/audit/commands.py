@@ -89,6 +89,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
 def cmd_canaries_insert(args: argparse.Namespace) -> None:
     from fednlp.audit.canaries import CanaryOptions, insert_canaries, parse_repeats
     from fednlp.config_checks import check_output_path
+    from fednlp.files import check_output
     from fednlp.locks import locked_output
 
     options = CanaryOptions(data=args.data, partition=args.partition, method=args.method, out_data=args.out_data,
@@ -97,6 +98,9 @@ def cmd_canaries_insert(args: argparse.Namespace) -> None:
                             count=args.count, seed=args.seed, task=args.task)
     check_output_path(args.out_data, "--out-data", file="the canaried data file to write (.h5)")
     check_output_path(args.out_partition, "--out-partition", file="the partition file to write (.h5)")
+    inputs = {"--data": args.data, "--partition": args.partition, "--secret": args.secret}
+    check_output(args.out_data, {**inputs, "--out-partition": args.out_partition}, "data", "--out-data")
+    check_output(args.out_partition, inputs, "partition", "--out-partition")
     with locked_output(args.out_data, f"--out-data {args.out_data}"), \
             locked_output(args.out_partition, f"--out-partition {args.out_partition}"):
         summary = insert_canaries(options)

@@ -25,8 +25,13 @@ def add_fairness_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fairness(args: argparse.Namespace) -> None:
-    from fednlp.fairness.report import fairness_evaluation, format_report, write_report
+    from pathlib import Path
 
+    from fednlp.fairness.report import fairness_evaluation, format_report, write_report
+    from fednlp.files import check_output
+
+    run_files = [Path(args.run_dir) / name for name in ("result.json", "config.yaml")]
+    check_output(args.out, {"--data": args.data, "--pairs": args.pairs, "RUN_DIR's": run_files}, "report")
     report, predictions = fairness_evaluation(args.run_dir, args.data, args.pairs)
     written = write_report(args.run_dir, report, args.out, predictions)
     print(format_report(report))
