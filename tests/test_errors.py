@@ -142,6 +142,15 @@ CASES = [
          ("--model 'nosuch-model' could not be loaded", "built-in offline models: minilm, tiny-bert")),
     Case("train_unknown_algorithm", "unknown algorithm", train("--algorithm", "nosuch"),
          ("--algorithm 'nosuch' is not a known algorithm; known:", "fedavg", "fedprox")),
+    # ------------------------------------------------------------------ cached frozen layers (--cache-frozen)
+    Case("train_cache_frozen_without_freeze_layers", "--cache-frozen without --freeze-layers",
+         train("--cache-frozen", "true"), ("--cache-frozen needs --freeze-layers K",)),
+    Case("train_frozen_cache_dtype_unknown", "unknown storage dtype of the frozen-layer cache",
+         train("--freeze-layers", "1", "--cache-frozen", "true", "--frozen-cache-dtype", "int8"),
+         ("--frozen-cache-dtype must be bf16, fp16 or fp32, got 'int8'",)),
+    Case("train_cache_frozen_more_blocks_than_the_model", "--freeze-layers above the model's blocks, cached",
+         train("--freeze-layers", "9", "--cache-frozen", "true"),
+         ("--freeze-layers 9 exceeds the model's 2 transformer blocks",)),
     # ------------------------------------------------------------------ differential privacy (docs/privacy.md)
     Case("train_dp_incompatible_algorithm", "an algorithm that uses unnoised per-client values, with --dp",
          train("--algorithm", "qfedavg", "--q", "1", "--dp", "client", "--dp-clip", "1", "--dp-noise-multiplier", "1"),
@@ -208,6 +217,25 @@ CASES = [
          ("partition", "--data", "{untyped}", "--out", "{out}", "--method", "uniform", "--clients", "2"),
          ("has no task_type and its fields (X, Y) hold text X and Y", "could be text_classification or seq2seq",
           "expected a task_type in its attributes")),
+    # ------------------------------------------------------------------ outputs that would destroy a file
+    Case("prepare_out_is_its_source", "--out naming the raw file itself", (*PREPARE_CSV[:-2], "--source", "{csv}",
+         "--out", "{csv}"), ("--out", "is the same file as --source", "expected a new path")),
+    Case("prepare_out_is_a_partition_file", "--out naming an existing partition file", (*PREPARE_CSV[:-2],
+         "--source", "{csv}", "--out", "{part}"), ("is an existing partition file",
+                                                   "expected a new path or a data file to replace")),
+    Case("partition_out_is_its_data", "--out naming the data file itself", ("partition", "--data", "{data}",
+         "--out", "{data}", "--method", "uniform", "--clients", "2"), ("--out", "is the same file as --data")),
+    Case("partition_out_is_a_data_file", "--out naming another data file", ("partition", "--data", "{data}",
+         "--out", "{small}", "--method", "uniform", "--clients", "2"),
+         ("is an existing data file", "expected a new path or a partition file to add a group to")),
+    Case("stats_plot_is_the_partition_file", "--plot naming the partition file", ("partition-stats", "--data",
+         "{data}", "--partition", "{part}", "--plot", "{part}"), ("--plot", "is the same file as --partition")),
+    Case("fairness_out_is_its_data", "--out naming the data file", ("fairness", "{run}", "--data", "{data}",
+         "--out", "{data}"), ("--out", "is the same file as --data")),
+    Case("leaderboard_out_is_a_data_file", "--out naming a data file", ("leaderboard", "{run}", "--out",
+         "{data}"), ("is an existing data file", "expected a new path or a file that is not HDF5")),
+    Case("leaderboard_plots_is_a_file", "--plots naming an existing file", ("leaderboard", "{run}", "--plots",
+         "{text}"), ("--plots", "is an existing file; expected a new path or a directory")),
 ]
 
 
@@ -485,6 +513,17 @@ that covers. What is refused instead: a data file whose task neither `task_type`
 (`partition_data_without_task_type`), and index arrays that are not whole numbers. A partition group is
 never replaced by one made otherwise, whether fednlp made it with another seed or FedNLP's scripts wrote it
 (they record no seed), unless `fednlp partition --overwrite` says so.
+
+Outputs never destroy a file the user did not ask to lose (`fednlp/files.py` `check_output`; tests:
+`tests/test_outputs.py`, which walks every output option of every command). An output that is one of the
+command's inputs (the same file after resolving links) is refused, `--overwrite` or not; so is an existing file
+of another kind: a data file, partition file or other HDF5 file where a report (table, JSON, figure) is written,
+anything but a data file where `data prepare` writes one, anything but a partition file where `partition` or
+`canaries insert --out-partition` adds a group, anything but a directory for `leaderboard --plots`. An existing
+output of its own kind is written as the command always has: `data prepare` replaces a data file, `partition`
+and `canaries insert` add a group to a partition file (a group of the same name made otherwise needs
+`--overwrite`), a report replaces a file that is not HDF5, `--plots` adds its figures to a directory;
+`canaries insert` refuses any existing `--out-data`.
 
 
 Exit codes of every fednlp command:
