@@ -35,6 +35,23 @@ def prepare_bbc(root: Path) -> tuple[Path, Path]:
     return data, part
 
 
+def prepare_small(root: Path) -> tuple[Path, Path, Path]:
+    """A 20-row two-class CSV, its data file (a seeded 0.2 test split) and a uniform partition over 4 clients."""
+    import contextlib
+    import io
+
+    from fednlp.cli import main
+
+    csv = root / "small.csv"
+    csv.write_text("text,label\n" + "".join(f"text number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(20)))
+    data, part = root / "small.h5", root / "small_p.h5"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["data", "prepare", "--dataset", "csv", "--source", str(csv), "--text-column", "text",
+                     "--label-column", "label", "--test-fraction", "0.2", "--out", str(data)]) == 0
+        assert main(["partition", "--data", str(data), "--out", str(part), "--method", "uniform", "--clients", "4"]) == 0
+    return csv, data, part
+
+
 @pytest.fixture(scope="session")
 def bbc(tmp_path_factory) -> tuple[Path, Path]:
     """prepare_bbc, once per session: shared by the runtime, algorithm, plugin, reliability and error tests."""

@@ -16,6 +16,8 @@ import io
 from pathlib import Path
 
 import pytest
+
+from conftest import prepare_small
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -101,13 +103,7 @@ def _with(argv: list[str], flag: str, value: str) -> list[str]:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("hostile")
-    csv = root / "small.csv"
-    csv.write_text("text,label\n" + "".join(f"text number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(20)))
-    data, part = root / "small.h5", root / "small_p.h5"
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["data", "prepare", "--dataset", "csv", "--source", str(csv), "--text-column", "text",
-                     "--label-column", "label", "--test-fraction", "0.2", "--out", str(data)]) == 0
-        assert main(["partition", "--data", str(data), "--out", str(part), "--method", "uniform", "--clients", "4"]) == 0
+    csv, data, part = prepare_small(root)
     return {"data": str(data), "part": str(part), "csv": str(csv)}
 
 

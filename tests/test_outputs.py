@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import prepare_small
 from fednlp.cli import main
 from fednlp.errors import UserError
 from fednlp.files import check_output, file_kind
@@ -31,14 +32,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     """A raw CSV, its data file and partition file, a text file, an empty directory: the inputs, and the
     existing files of each kind an output may name."""
     root = tmp_path_factory.mktemp("outputs")
-    csv = root / "small.csv"
-    csv.write_text("text,label\n" + "".join(f"text number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(20)))
-    data, part = root / "small.h5", root / "small_p.h5"
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["data", "prepare", "--dataset", "csv", "--source", str(csv), "--text-column", "text",
-                     "--label-column", "label", "--test-fraction", "0.2", "--out", str(data)]) == 0
-        assert main(["partition", "--data", str(data), "--out", str(part), "--method", "uniform", "--clients",
-                     "4"]) == 0
+    csv, data, part = prepare_small(root)
     (root / "notes.txt").write_text("my notes\n")
     (root / "runs").mkdir()
     return {"csv": csv, "data": data, "part": part, "text": root / "notes.txt", "runs": root / "runs",
