@@ -11,7 +11,9 @@ import torch
 
 from fednlp.config import CentralizedConfig
 from fednlp.errors import RunDiverged, UserError
+from fednlp.fairness.augment import CopySelection
 from fednlp.run.random_streams import Stream, run_rng
+from fednlp.federation.callbacks import RoundEnd, record_callbacks
 from fednlp.federation.communicator import LocalCommunicator, make_communicator
 from fednlp.run.local_training import LocalTrainer, batch_plan
 from fednlp.run.session import base_result, finish, open_session, path_stem
@@ -26,25 +28,32 @@ def train_centralized(config: CentralizedConfig) -> dict[str, Any]:
         raise UserError("fednlp centralized runs on one process; start it without mpirun")
     session = open_session(config, LocalCommunicator(), default_run_name(config))
     train_rows = session.features.rows_of(np.asarray(session.data.train_index_list, dtype=np.int64))
+    train_rows = CopySelection.of(config).rows(session.features, train_rows)  # --augment-fraction's copies
     trainer = LocalTrainer(session.model, session.task, session.features, config, session.device, session.timer)
     dropout_seed, chunks = centralized_batches(config, len(train_rows))
     torch.manual_seed(dropout_seed)
     history: list[dict[str, Any]] = []
     loop_start = time.perf_counter()
-    for chunk, batches in enumerate(chunks, start=1):
-        trainer.train(train_rows, batches)
-        train_loss = trainer.losses()[1]  # the mean batch loss of this chunk's steps
-        if not math.isfinite(train_loss):
-            raise RunDiverged(f"epoch {chunk}: the training loss is not finite (NaN or infinity)")
-        last = chunk == len(_chunks(config))
-        if chunk % config.eval_every == 0 or last:
-            metrics = session.evaluate(final=last)
-            record = {"round": chunk, "elapsed_s": round(time.perf_counter() - session.started, 3),
-                      "train_loss": train_loss, **metrics, **session.eval_setting(last)}
-            history.append(record)
-            if session.writer is not None:
-                session.writer.append_metrics(record)
-                print(f"epoch {chunk}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+    callbacks = record_callbacks(session)  # metrics.jsonl; TensorBoard with --report-to tensorboard (rank 0)
+    try:
+        for chunk, batches in enumerate(chunks, start=1):
+            trainer.train(train_rows, batches)
+            train_loss = trainer.losses()[1]  # the mean batch loss of this chunk's steps
+            if not math.isfinite(train_loss):
+                raise RunDiverged(f"epoch {chunk}: the training loss is not finite (NaN or infinity)")
+            last = chunk == len(chunks)
+            if chunk % config.eval_every == 0 or last:
+                metrics = session.evaluate(final=last)
+                record = {"round": chunk, "elapsed_s": round(time.perf_counter() - session.started, 3),
+                          "train_loss": train_loss, **metrics, **session.eval_setting(last)}
+                history.append(record)
+                for callback in callbacks:
+                    callback.on_round_end(RoundEnd(chunk, len(chunks), record, evaluated=True, stopping=False))
+                if session.writer is not None:
+                    print(f"epoch {chunk}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+    finally:
+        for callback in callbacks:
+            callback.on_train_end()
     result = base_result(session)
     result.update(
         partition_method=None,
@@ -54,7 +63,7 @@ def train_centralized(config: CentralizedConfig) -> dict[str, Any]:
         steps=config.steps,
         clients_per_round=None,
         train_loop_s=round(time.perf_counter() - loop_start, 3),
-        local_steps_total=trainer.steps_done,
+        **trainer.totals(session.comm),
     )
     return finish(session, result, history)
 

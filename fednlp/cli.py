@@ -37,6 +37,17 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data_prepare)
     lst = data_sub.add_parser("list", help="list the dataset readers")
     lst.set_defaults(func=cmd_data_list)
+    v = data_sub.add_parser(
+        "validation-split",
+        help="carve a validation data file out of a data file's training split (for tuning, never on test)",
+        description="Write a data file holding only --data's training examples, a seeded --fraction of them as "
+        "its test list: tune on it (partition it, train on it), then run the chosen settings on --data.",
+    )
+    v.add_argument("--data", required=True, help="the data file whose training split is carved (.h5)")
+    v.add_argument("--fraction", type=float, default=0.1, help="share of the training examples held out (default 0.1)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the held-out choice (default 0)")
+    v.add_argument("--out", required=True, help="validation data file to write (.h5)")
+    v.set_defaults(func=cmd_data_validation_split)
 
 
 def _add_partition_commands(sub: argparse._SubParsersAction) -> None:
@@ -125,6 +136,35 @@ def _add_supervise_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_supervise)
 
 
+DISTILL_HELP = "distil a language model from a trained one, with counterfactual role reversal (gender-fair student)"
+
+
+def _add_distill_command(sub: argparse._SubParsersAction) -> None:
+    from fednlp.config import add_config_arguments
+    from fednlp.fairness.distill import DistillConfig
+
+    p = sub.add_parser("distill", help=DISTILL_HELP, description="Train a student language model on the teacher "
+                       "run's next-token distributions (KL at --temperature), optionally with --augment counterfactual "
+                       "and --perturb equalise|swap (Gupta et al., ACL Findings 2022); the student's options are those "
+                       "of `fednlp centralized` (--data and --max-seq-length default to the teacher's, --model to "
+                       "tiny-gpt2). result.json gets a `distill` block: perplexities and occupation disparity.")
+    add_config_arguments(p, DistillConfig)
+    p.set_defaults(func=cmd_distill)
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from fednlp.config import load_config
+    from fednlp.fairness.distill import DistillConfig, distill, teacher_base
+    from fednlp.run.session import final_line
+
+    if not args.teacher:
+        raise UserError("--teacher RUN_DIR is required: a fednlp language-model run with its model/")
+    result = distill(load_config(DistillConfig, args, teacher_base(args.teacher)))
+    block = result["distill"]["disparity"]
+    print(final_line(result) + f"; occupation disparity (TV) teacher {block['teacher']['total_variation_mean']:.4f}, "
+          f"student {block['student']['total_variation_mean']:.4f}")
+
+
 def cmd_supervise(args: argparse.Namespace) -> None:
     from fednlp.supervisor import supervise
 
@@ -160,11 +200,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_centralized(args: argparse.Namespace) -> None:
+    from fednlp.algorithms.registry import algorithm_option_fields
     from fednlp.centralized import train_centralized
-    from fednlp.config import CentralizedConfig, load_config
+    from fednlp.config import CentralizedConfig, TrainConfig, load_config
     from fednlp.run.session import final_line
 
-    result = train_centralized(load_config(CentralizedConfig, args))
+    # A --config shared with `fednlp train` (configs/*.yaml) loads here too, without its federation-only keys.
+    config = load_config(CentralizedConfig, args, shared_with=(TrainConfig, algorithm_option_fields()))
+    result = train_centralized(config)
     print(final_line(result))
 
 
@@ -228,6 +271,22 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
     if skipped:
         print(f"fednlp: warning: skipped {skipped} bad record(s) in all; {args.out} lists them in its attributes "
               "(skipped_locations)", file=sys.stderr, flush=True)
+
+
+def cmd_data_validation_split(args: argparse.Namespace) -> None:
+    from fednlp.config_checks import check_output_path
+    from fednlp.data.datafile import write_data_file
+    from fednlp.data.validation import validation_file
+    from fednlp.files import check_output
+    from fednlp.locks import locked_output
+
+    check_output_path(args.out, file="the validation data file to write (.h5)")
+    check_output(args.out, {"--data": args.data}, "data")
+    data = validation_file(args.data, args.fraction, args.seed)
+    with locked_output(args.out, f"--out {args.out}"):
+        write_data_file(data, args.out)
+    print(f"wrote {args.out}: {len(data.train_index_list)} train, {len(data.test_index_list)} validation examples "
+          f"(seed {args.seed}) from the training split of {args.data}")
 
 
 def cmd_data_list(args: argparse.Namespace) -> None:
@@ -324,6 +383,7 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_fairness_command,
     add_audit_commands,
     add_compare_command,
+    _add_distill_command,
 ]
 
 #: Each command's help line and the group that builds its parser. `fednlp --help` lists them without building
@@ -340,11 +400,13 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse._SubParsersAction], None]]] = 
     "algorithms": ("list the registered federated algorithms", _add_training_commands),
     "supervise": ("run a training command; resume it from its newest checkpoint when the job dies (at most N "
                   "times)", _add_supervise_command),
-    "fairness": ("counterfactual and group fairness of a run's saved text classifier", add_fairness_command),
+    "fairness": ("fairness of a run's saved model: counterfactual flips, prediction sensitivity, CEAT",
+                 add_fairness_command),
     "audit": ("privacy audit of a run's saved model: membership inference, canary exposure and extraction",
               add_audit_commands),
     "canaries": ("insert canaries (secrets) into a data file and partition", add_audit_commands),
     "compare": (COMPARE_HELP, add_compare_command),
+    "distill": (DISTILL_HELP, _add_distill_command),
 }
 
 

@@ -19,11 +19,13 @@ import yaml
 
 from fednlp.config_checks import check_run_config
 from fednlp.errors import UserError
+from fednlp.fairness.augment_options import AugmentOptions
 from fednlp.federation.continual import ContinualOptions
 from fednlp.options import Flat, flat_options, flat_values, options_from_values, section, value_arguments
 from fednlp.options import option as _opt
 from fednlp.options import parse_bool
 from fednlp.privacy.options import DPOptions
+from fednlp.registry import help_listing
 
 
 @dataclass
@@ -31,8 +33,10 @@ class RunConfig:
     """What both federated and centralized runs need."""
 
     data: str = _opt("data file (.h5)")
-    task: str | None = _opt("task head: classification, tagging, qa, seq2seq (default: from the data file)")
-    model: str = _opt("hub name, local directory, 'minilm' or 'tiny-bert'", default="tiny-bert")
+    task: str | None = _opt(help_listing("task head: {names} (default: the head of the data file's task type; lm "
+                                         "is never inferred)", "fednlp.tasks.registry:TASKS"))
+    model: str = _opt(help_listing("a hub name, a local directory or a built-in: {names}",
+                                   "fednlp.tasks.models:ALIASES"), default="tiny-bert")
     max_seq_length: int = _opt("tokens per input, special tokens included", default=128)
     batch_size: int = _opt("training batch size", default=16)
     eval_batch_size: int = _opt("evaluation batch size", default=64)
@@ -70,6 +74,9 @@ class RunConfig:
     quiet: bool = _opt("no progress bar (the per-evaluation lines and the final line stay)", default=False)
     report_to: str = _opt("also log every metric per round to: none or tensorboard (RUN_DIR/tensorboard)",
                           default="none")
+    # Counterfactual data augmentation (fednlp/fairness/augment.py): --augment, --augment-fraction, an `augment:`
+    # section in YAML.
+    augment: AugmentOptions = section(AugmentOptions)
 
     def validate(self) -> None:
         check_run_config(self)  # every numeric option: finite, in range (fednlp/config_checks.py); --out creatable
@@ -101,6 +108,7 @@ class RunConfig:
             raise UserError(f"--final-eval must be same or full, got {self.final_eval!r}")
         if self.report_to not in ("none", "tensorboard"):
             raise UserError(f"--report-to must be none or tensorboard, got {self.report_to!r}")
+        self.augment.validate()  # fednlp/fairness/augment_options.py
 
 
 @dataclass
@@ -113,15 +121,20 @@ class TrainConfig(RunConfig):
     # and --method stays an alias).
     method: str = _opt("group of the partition file, e.g. niid_label_clients=100_alpha=1.0 (alias: --method)",
                        flag="partition-group")
-    algorithm: str = _opt("federated algorithm (see `fednlp algorithms`)", default="fedavg")
+    algorithm: str = _opt(help_listing("federated algorithm: {names} (`fednlp algorithms` lists their options)",
+                                       "fednlp.algorithms.registry:ALGORITHMS"), default="fedavg")
     rounds: int = _opt("communication rounds", default=10)
     clients_per_round: int = _opt("clients sampled each round", default=10)
-    local_epochs: float | None = _opt("local epochs per client (default 1 unless --local-steps)")
-    local_steps: int | None = _opt("fixed number of local steps per client instead of epochs")
+    # `replaces`: giving one of the two (a flag over --config, or the YAML over a resumed run's config) drops the
+    # other from the layers below, so `--config 20news.yaml --local-steps 1` means what it says.
+    local_epochs: float | None = _opt("local epochs per client (default 1 unless --local-steps)",
+                                      replaces="local_steps")
+    local_steps: int | None = _opt("fixed number of local steps per client instead of epochs (replaces the "
+                                   "config's local_epochs)", replaces="local_epochs")
     server_lr: float | None = _opt("server learning rate (default 1.0 = plain FedAvg; required by fedadam, fedyogi, "
                                    "fedadagrad and fedopt)")
-    sampler: str = _opt("client sampler: uniform (default), uniform_ht, activity, or a plugin's "
-                        "(see fednlp/algorithms/samplers.py)", default="uniform")
+    sampler: str = _opt(help_listing("client sampler: {names} (default uniform; fednlp/algorithms/samplers.py)",
+                                     "fednlp.algorithms.samplers:SAMPLERS"), default="uniform")
     # Continual FL (fednlp/federation/continual.py): --continual, --periods, ..., a `continual:` section in YAML.
     continual: ContinualOptions = section(ContinualOptions)
     activity_power: float = _opt("--sampler activity: inclusion proportional to n_k ** G (0 uniform, 0.5, 1 the "
@@ -137,14 +150,25 @@ class TrainConfig(RunConfig):
     holdout_clients: float = _opt("keep a seeded fraction of the clients out of every cohort (recorded in "
                                   "result.json; user-level membership inference's non-members)", default=0.0)
     on_nonfinite: str = _opt("a client whose loss or update is NaN or infinite: stop (exit 3, the last finite "
-                             "checkpoint kept) or skip-client (left out of the round, the rest renormalised)",
+                             "checkpoint kept) or skip-client (left out of the round, the rest renormalised; a round "
+                             "left with no client exits 3 too)",
                              default="stop")
+    parallel_clients: int = _opt("train N of a rank's clients of a round at once: their weights and optimizer states "
+                                 "stacked, one vectorised step for the group (fednlp/federation/parallel_clients.py); "
+                                 "1 (default) trains them one after another. Memory grows by about N x the trainable "
+                                 "weights x 4 (sgd) or 6 (adamw) plus N x one client's activations (tiny-bert, N = 10: "
+                                 "peak 630 -> 810 MB at batch 8 x length 32, 850 -> 2240 MB at 16 x 128); with "
+                                 "dropout the masks are the group's own (exact only without dropout); what the group "
+                                 "step cannot "
+                                 "run (DP-SGD, --cache-frozen, seq2seq, ...) trains one at a time, named in "
+                                 "result.json", default=1)
     # Differential privacy (fednlp/privacy/; docs/privacy.md): --dp and the --dp-* flags, a `dp:` section in YAML.
     dp: DPOptions = section(DPOptions)
 
     def validate(self) -> None:
         super().validate()
         self.dp.validate(self)  # fednlp/privacy/options.py
+        self.augment.check_privacy(self.dp.mechanism)
         if not self.partition:
             raise UserError("--partition is required")
         if not self.method:
@@ -161,6 +185,8 @@ class TrainConfig(RunConfig):
             raise UserError(f"--local-epochs must be positive, got {self.local_epochs}")
         if self.server_lr is not None and self.server_lr <= 0:
             raise UserError(f"--server-lr must be positive, got {self.server_lr}")
+        if self.parallel_clients < 1:
+            raise UserError(f"--parallel-clients must be at least 1, got {self.parallel_clients}")
         if not 0 <= self.holdout_clients < 1:
             raise UserError(f"--holdout-clients must be a fraction in [0, 1), got {self.holdout_clients}")
         self.continual.validate()  # fednlp/federation/continual.py
@@ -180,8 +206,9 @@ class TrainConfig(RunConfig):
 class CentralizedConfig(RunConfig):
     """The centralized baseline on the union of all training data."""
 
-    epochs: float | None = _opt("training epochs (default 1 unless --steps)")
-    steps: int | None = _opt("fixed number of training steps instead of epochs")
+    epochs: float | None = _opt("training epochs (default 1 unless --steps)", replaces="steps")
+    steps: int | None = _opt("fixed number of training steps instead of epochs (replaces the config's epochs)",
+                             replaces="epochs")
 
     def validate(self) -> None:
         super().validate()
@@ -205,17 +232,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type,
 
 
 def load_config(config_cls: type, args: argparse.Namespace, base: dict[str, Any] | None = None,
-                extra: dict[str, tuple[type, str]] | None = None) -> Any:
+                extra: dict[str, tuple[type, str]] | None = None,
+                shared_with: tuple[type, dict[str, tuple[type, str]]] | None = None) -> Any:
     """Defaults < `base` (e.g. a resumed run's config) < --config YAML < flags. `base` and the YAML's values are
     flat (as read_yaml_config returns them). `extra` (name -> (type, help)) are the algorithms' options: they go
-    to the config's `algorithm_args`."""
-    values: dict[str, Any] = dict(base or {})
+    to the config's `algorithm_args`. `shared_with`: see read_yaml_config.
+
+    A layer's value replaces the lower layers' value of the same option and of the options it `replaces`
+    (--local-steps on the command line replaces the YAML's local_epochs); within one layer both are refused."""
+    flags = {name: getattr(args, name) for name in [o.name for o in flat_options(config_cls)] + list(extra or {})
+             if getattr(args, name, None) is not None}
+    layers = [base or {}, flags]
     if getattr(args, "config", None):
-        values.update(read_yaml_config(args.config, config_cls, extra))
-    for name in [o.name for o in flat_options(config_cls)] + list(extra or {}):
-        given = getattr(args, name, None)
-        if given is not None:
-            values[name] = given
+        layers.insert(1, read_yaml_config(args.config, config_cls, extra, shared_with))
+    replaces = {o.name: o.field.metadata.get("replaces") for o in flat_options(config_cls)}
+    values: dict[str, Any] = {}
+    for layer in layers:
+        for name, value in layer.items():
+            if value is not None and replaces.get(name) and replaces[name] not in layer:
+                values.pop(replaces[name], None)
+        values.update(layer)
     config = build_config(config_cls, values, extra)
     config.validate()
     return config
@@ -232,10 +268,14 @@ def build_config(config_cls: type, values: dict[str, Any], extra: dict[str, tupl
     return config_cls(**kwargs)
 
 
-def read_yaml_config(path: str | Path, config_cls: type, extra: dict[str, tuple[type, str]] | None = None
-                     ) -> dict[str, Any]:
+def read_yaml_config(path: str | Path, config_cls: type, extra: dict[str, tuple[type, str]] | None = None,
+                     shared_with: tuple[type, dict[str, tuple[type, str]]] | None = None) -> dict[str, Any]:
     """The file's options as flat names (dp_clip, whether the file says `dp: {clip: ...}` or `dp_clip: ...`),
-    each parsed to its type; a one-line UserError for anything else."""
+    each parsed to its type; a one-line UserError for anything else.
+
+    `shared_with`: (config class, its extra options) of another command that reads the same files: its options
+    that `config_cls` lacks are dropped, so configs/20news.yaml serves `train` and `centralized` alike (the
+    baseline has no use for `partition` or `rounds`); a key neither knows is still refused."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--config {path} does not exist")
@@ -247,12 +287,16 @@ def read_yaml_config(path: str | Path, config_cls: type, extra: dict[str, tuple[
         raise UserError(f"--config {path} must hold a mapping of option: value")
     known = {o.name: o.kind for o in flat_options(config_cls)}
     known.update({name: kind for name, (kind, _) in (extra or {}).items()})
-    aliases = {o.field.metadata["flag"].replace("-", "_"): o.name for o in flat_options(config_cls)
-               if o.field.metadata.get("flag")}
+    other_cls, other_extra = shared_with or (config_cls, extra)
+    everyone = flat_options(config_cls) + flat_options(other_cls)
+    ignored = ({o.name for o in flat_options(other_cls)} | set(other_extra or {})) - set(known)
+    aliases = {o.field.metadata["flag"].replace("-", "_"): o.name for o in everyone if o.field.metadata.get("flag")}
     values = {}
-    for key, value in _flat_yaml(raw, path, flat_options(config_cls)):
+    for key, value in _flat_yaml(raw, path, everyone):
         name = str(key).replace("-", "_")
         name = aliases.get(name, name)
+        if name in ignored:
+            continue
         if name not in known:
             raise UserError(f"--config {path}: unknown option {key!r}; known: {', '.join(sorted(known))}")
         kind = known[name]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import os
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fednlp.errors import UserError
-from fednlp.options import flat_name
+from fednlp.options import flat_name, flat_options
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ RANGES: dict[str, Range] = {
     "server_lr": POSITIVE, "mu": NON_NEGATIVE, "q": NON_NEGATIVE, "server_momentum": FRACTION, "beta1": FRACTION, "beta2": FRACTION,
     "tau": POSITIVE, "checkpoint_every": POSITIVE, "eval_clients_every": POSITIVE, "activity_power": NON_NEGATIVE, "periods": POSITIVE,
     "rounds_per_period": POSITIVE, "storage_limit": POSITIVE, "holdout_clients": FRACTION, "epochs": POSITIVE, "steps": POSITIVE, "max_restarts": NON_NEGATIVE,
+    # DP (DPOptions, by flat name): 0 and -5 get the same words, as DPOptions.validate would say them
+    "dp_epsilon": POSITIVE, "dp_noise_cohort_size": POSITIVE, "dp_clip_init": POSITIVE, "dp_clip_lr": POSITIVE,
+    "dp_delta": OPEN_FRACTION, "dp_target_quantile": OPEN_FRACTION,
     # partitions (PartitionParams)
     "n_clients": Range(1, text="be at least 1"), "alpha": POSITIVE, "beta": POSITIVE,
     "clusters": Range(1, text="be at least 1"), "labels_per_client": Range(1, text="be at least 1"),
@@ -117,7 +120,95 @@ def _numeric_kind(hint: Any) -> type | None:
     return None
 
 
+@dataclass(frozen=True)
+class Context:
+    """Where an option is read: only while option `by` (a flat name) has a value for which `holds` is true, as
+    `text` says. `later`: `by` may be left to the data file (--task: None until the data is read), so an
+    undecided `by` refuses nothing and the check runs again once the data has decided it."""
+
+    by: str
+    holds: Callable[[Any], bool]
+    text: str
+    later: bool = False
+
+
+def _one_of(*values: Any) -> Callable[[Any], bool]:
+    return lambda value: value in values
+
+
+_DP_ON = Context("dp", lambda mechanism: mechanism != "none", "--dp client or --dp sample")
+_ADAPTIVE = Context("dp_clip", lambda clip: str(clip).strip().lower() == "adaptive", "--dp-clip adaptive")
+_QA = Context("task", _one_of("qa"), "--task qa", later=True)
+_SEQ2SEQ = Context("task", _one_of("seq2seq"), "--task seq2seq", later=True)
+_CONTINUAL = Context("continual", bool, "--continual true")
+_AUGMENT = Context("augment", lambda method: method != "none", "--augment counterfactual")
+
+#: Options read only in the context of another option's value, by flat name: an option given away from its
+#: context (a value other than its default) is refused ("--X needs --Y"), never silently ignored while
+#: config.yaml records it.
+#: Options are checked in this order, each one's contexts in order (--dp-clip-init: --dp first, then --dp-clip
+#: adaptive). Refused elsewhere, with words of their own: an algorithm's options under another algorithm
+#: (fednlp/algorithms/options.py), a partition method's parameters under another method
+#: (fednlp/data_partition/params.py).
+CONTEXTS: dict[str, tuple[Context, ...]] = {
+    "cache_frozen": (Context("freeze_layers", lambda given: given is not None, "--freeze-layers K"),),
+    "dp_release": (_DP_ON,),  # first: a release of nothing says more than the options it would have used
+    "activity_power": (Context("sampler", _one_of("activity"), "--sampler activity"),),
+    "frozen_cache_dtype": (Context("cache_frozen", bool, "--cache-frozen true"),),
+    "eval_clients_every": (Context("eval_clients", lambda given: given is not None, "--eval-clients"),),
+    "periods": (_CONTINUAL,), "rounds_per_period": (_CONTINUAL,), "storage_limit": (_CONTINUAL,),
+    "augment_fraction": (_AUGMENT,), "augment_pairs": (_AUGMENT,),
+    "dp_clip": (_DP_ON,), "dp_noise_multiplier": (_DP_ON,), "dp_epsilon": (_DP_ON,), "dp_delta": (_DP_ON,),
+    "dp_accept_sampler_bound": (_DP_ON,),
+    "dp_noise_cohort_size": (_DP_ON, Context("dp", _one_of("client"), "--dp client")),
+    "dp_grad_sample": (_DP_ON, Context("dp", _one_of("sample"), "--dp sample")),
+    "dp_clip_init": (_DP_ON, _ADAPTIVE), "dp_target_quantile": (_DP_ON, _ADAPTIVE), "dp_clip_lr": (_DP_ON, _ADAPTIVE),
+    "doc_stride": (_QA,), "max_answer_length": (_QA,),
+    "max_target_length": (_SEQ2SEQ,), "num_beams": (_SEQ2SEQ,), "eval_num_beams": (_SEQ2SEQ,),
+}
+
+
+def check_context(config: Any, decided: dict[str, Any] | None = None) -> None:
+    """Raise UserError for the first option of `config` (a dataclass of fednlp/options.py fields, sections
+    flat) given a value other than its default outside its context (CONTEXTS). `decided`: values the data has
+    decided since (the task of a run whose --task was left to the data file)."""
+    cls = type(config)
+    values, defaults = {}, {}
+    for o in flat_options(cls):
+        value = config
+        for name in o.path:
+            value = getattr(value, name)
+        values[o.name] = value
+        defaults[o.name] = None if o.field.default is MISSING else o.field.default
+    values.update(decided or {})
+    for name, contexts in CONTEXTS.items():
+        if name not in values or values[name] == defaults[name]:
+            continue
+        for context in contexts:
+            by = values.get(context.by)
+            if context.by not in values or (context.later and by is None) or context.holds(by):
+                continue
+            given = _flag(name) if values[name] is True else _shown(name, values[name])  # a bool flag alone: true
+            raise UserError(f"{given} needs {context.text} (this run has {_shown(context.by, by)}); leave it out "
+                            f"or change {_flag(context.by)}")
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _shown(name: str, value: Any) -> str:
+    """An option as the user would type it: `--sampler uniform`, `--continual false`; `no --eval-clients`."""
+    if value is None:
+        return f"no {_flag(name)}"
+    if isinstance(value, bool):
+        return f"{_flag(name)} {'true' if value else 'false'}"
+    return f"{_flag(name)} {value}"
+
+
 def check_run_config(config: Any) -> None:
-    """What RunConfig.validate asks of every run config: its numbers, and an --out that can be created."""
+    """What RunConfig.validate asks of every run config: its numbers, every option in its context, and an
+    --out that can be created."""
     check_numbers(config)
+    check_context(config)
     check_output_path(config.out)

@@ -9,6 +9,8 @@ A field made with `option(help, ...)` may also say:
   choices  the allowed values (a callable is asked when the parser is built: a registry's names);
   required the flag must be given (commands only: a config's flags default to None so YAML can fill them);
   cli      False: not an option (a config's algorithm_args).
+  replaces the flat name of a conflicting option whose lower-layer value this one's value replaces (a run
+           config's --local-steps over the YAML's local_epochs: fednlp/config.py, load_config).
 `help` may be a callable too, asked when --help is printed (--dp lists the registered mechanisms).
 
 A *section* (`section(DPOptions)`) is a config field holding a feature's own options dataclass: on the command

@@ -87,3 +87,16 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def __len__(self) -> int:
         return len(self.load())
+
+
+def registered_names(where: str) -> list[str]:
+    """The names held at "module:ATTRIBUTE" (a Registry, loaded with its built-ins and plugins, or a tuple of
+    names), imported only now: help texts list them when --help is printed, never from a hand-written list."""
+    module, attribute = where.split(":")
+    return sorted(getattr(importlib.import_module(module), attribute))
+
+
+def help_listing(text: str, where: str) -> Callable[[], str]:
+    """A help text whose `{names}` becomes the names registered at `where` (see registered_names) when --help is
+    printed (fednlp/options.py's callable help), so building a parser imports no plug-in."""
+    return lambda: text.format(names=", ".join(registered_names(where)))

@@ -126,7 +126,8 @@ def test_a_bool_flag_alone_means_true_and_still_takes_a_value() -> None:
     config = load_config(TrainConfig, args)
     assert (config.quiet, config.save_model, config.overwrite, config.continual.enabled) == (True, False, True, True)
     assert config.rounds == 6
-    args = build_parser(["train"]).parse_args(["train", *required, "--dp-accept-sampler-bound"])
+    dp = ["--dp", "client", "--dp-clip", "1", "--dp-noise-multiplier", "1"]  # the flag applies only with --dp
+    args = build_parser(["train"]).parse_args(["train", *required, *dp, "--dp-accept-sampler-bound"])
     assert load_config(TrainConfig, args).dp.accept_sampler_bound is True
     args = build_parser(["centralized"]).parse_args(["centralized", "--data", "d.h5", "--quiet", "no"])
     assert load_config(CentralizedConfig, args).quiet is False

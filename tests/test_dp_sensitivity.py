@@ -1,9 +1,9 @@
 """Sample-level DP-SGD's sensitivity on every task head (issue 26, item 1): the accountant assumes that adding
 or removing one example moves a step's clipped sum by at most C. That holds only if each row's clipped
 gradient is that of its own loss (a mean over its own tokens), not its share of a token mean over the whole
-batch, which depends on the other rows' lengths. Measured through the local trainer, in both per-example
-clipping modes, with no noise and no dropout: one SGD step of learning rate 1 with an expected batch size of 1
-moves the weights by exactly minus the clipped sum."""
+batch, which depends on the other rows' lengths. Measured through the local trainer, in every per-example
+clipping mode (Opacus's hooks and ghost clipping, torch.func), with no noise and no dropout: one SGD step of
+learning rate 1 with an expected batch size of 1 moves the weights by exactly minus the clipped sum."""
 
 from __future__ import annotations
 
@@ -63,8 +63,9 @@ def _qa():
 
 
 HEADS = {"classification": _classification, "lm": _lm, "tagging": _tagging, "seq2seq": _seq2seq, "qa": _qa}
-# Opacus's ghost clipping refuses tied weights (GPT-2's embeddings; BERT2BERT's decoder): hooks only there.
-MODES = [(head, "hooks") for head in HEADS] + [(head, "ghost") for head in ("classification", "tagging", "qa")]
+# Opacus's ghost clipping refuses tied weights (GPT-2's embeddings; BERT2BERT's decoder): hooks and func only there.
+MODES = ([(head, "hooks") for head in HEADS] + [(head, "ghost") for head in ("classification", "tagging", "qa")]
+         + [(head, "func") for head in HEADS])
 
 
 def _no_dropout(model: torch.nn.Module) -> torch.nn.Module:

@@ -135,7 +135,7 @@ def test_noise_cohort_size_reports_the_released_models_epsilon_and_the_deploymen
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["dp_epsilon"] == dp["epsilon"] and lines[-1]["dp_deployment_epsilon"] == dp["deployment_epsilon"]
     (row,) = csv.DictReader(io.StringIO(render(leaderboard_rows(load_runs(tmp_path)), "csv")))
-    assert float(row["dp_epsilon"]) == pytest.approx(dp["epsilon"])
+    assert float(row["dp_epsilon_spent"]) == pytest.approx(dp["epsilon"])
 
 
 # ------------------------------------------------------------------------------ 5. delta, RDP orders, heuristics
@@ -193,7 +193,7 @@ def test_a_sampler_bound_is_named_a_heuristic_in_the_record_and_the_leaderboard(
     make_run(tmp_path, "bound", 0.6, dp=record)
     (row,) = csv.DictReader(io.StringIO(render(leaderboard_rows(load_runs(tmp_path)), "csv")))
     assert float(row["dp_epsilon_heuristic"]) == pytest.approx(record["epsilon_heuristic"])
-    assert "dp_epsilon" not in row or row["dp_epsilon"] == ""
+    assert "dp_epsilon_spent" not in row or row["dp_epsilon_spent"] == ""
 
 
 # ------------------------------------------------------------------------------ 6. what a DP run publishes

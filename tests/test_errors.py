@@ -48,6 +48,8 @@ PLACEHOLDERS = {
     "foreign": f"{{part}} with its group {METHOD} as FedNLP's scripts write it (no seed recorded)",
     "fractional": "{part} with client 0's train indices stored as float64, one of them 1.5",
     "untyped": "a data file in FedNLP's per-example layout with text X and Y, a label_vocab and no task_type",
+    "lmrun": "a finished `--task lm` run directory (result.json, config.yaml reading {small}, model/)",
+    "cutmodel": "a run directory whose model/model.safetensors lacks its last byte",
 }
 
 
@@ -236,6 +238,70 @@ CASES = [
          "{data}"), ("is an existing data file", "expected a new path or a file that is not HDF5")),
     Case("leaderboard_plots_is_a_file", "--plots naming an existing file", ("leaderboard", "{run}", "--plots",
          "{text}"), ("--plots", "is an existing file; expected a new path or a directory")),
+    Case("leaderboard_out_is_a_directory", "--out naming a directory", ("leaderboard", "{run}", "--out", "{dir}"),
+         ("--out", "is an existing directory; expected a new path or a file that is not HDF5")),
+    # ------------------------------------------------------------------ fairness metrics on a run they cannot measure
+    Case("fairness_flips_on_an_lm_run", "counterfactual flips of an LM run", ("fairness", "{lmrun}", "--data",
+         "{small}"), ("is a lm run; --metric flips measures classification runs only",)),
+    Case("fairness_sensitivity_on_an_lm_run", "prediction sensitivity of an LM run", ("fairness", "{lmrun}",
+         "--metric", "prediction-sensitivity"), ("--metric prediction-sensitivity measures classification runs",)),
+    Case("fairness_ceat_without_protected_words", "CEAT on a corpus holding none of a test's words",
+         ("fairness", "{lmrun}", "--metric", "ceat", "--data", "{small}"),
+         ("no protected words in the data", "none of weat6's male names", "--ceat-tests")),
+    Case("fairness_ceat_unknown_test", "--ceat-tests naming no WEAT test of CEAT", ("fairness", "{lmrun}", "--metric",
+         "ceat", "--ceat-tests", "weat1"), ("--ceat-tests 'weat1'", "expected a comma-separated list of weat6")),
+    # ------------------------------------------------------------------ counterfactual augmentation, distillation
+    Case("train_augment_unknown", "--augment naming no augmentation", train("--augment", "mixup"),
+         ("--augment must be none or counterfactual, got 'mixup'",)),
+    Case("train_augment_fraction_zero", "--augment-fraction outside (0, 1]", train("--augment", "counterfactual",
+         "--augment-fraction", "0"), ("--augment-fraction must be in (0, 1], got 0.0",)),
+    Case("train_augment_with_dp_sample", "--augment counterfactual with sample-level DP", train(
+         "--augment", "counterfactual", "--dp", "sample", "--dp-clip", "1", "--dp-noise-multiplier", "1"),
+         ("--augment counterfactual with --dp sample", "use --dp client")),
+    Case("centralized_augment_seq2seq", "--augment counterfactual on a seq2seq head", ("centralized", "--data",
+         "{seq2seq}", "--model", "tiny-bert", "--augment", "counterfactual", "--steps", "1", "--out", "{out}"),
+         ("--augment counterfactual does not support --task seq2seq", "supported: classification, lm")),
+    Case("centralized_augment_no_protected_words", "--augment counterfactual on texts without a gendered word",
+         ("centralized", "--data", "{small}", "--model", "tiny-bert", "--augment", "counterfactual", "--steps", "1",
+          "--out", "{out}"), ("no training text of", "holds a word of the pair list (builtin:gender)")),
+    Case("distill_without_teacher", "distill without --teacher", ("distill", "--out", "{out}"),
+         ("--teacher RUN_DIR is required",)),
+    Case("distill_teacher_not_a_run", "--teacher naming a directory without result.json", ("distill", "--teacher",
+         "{dir}", "--out", "{out}"), ("--teacher", "has no result.json")),
+    Case("distill_teacher_not_an_lm", "--teacher naming a run that is not a language model", ("distill",
+         "--teacher", "{run}", "--out", "{out}"), ("is a task-less run; distillation needs a language-model run",)),
+    # ------------------------------------------------------------------ options out of their context (config_checks.CONTEXTS)
+    Case("train_dp_epsilon_without_dp", "--dp-epsilon without --dp", train("--dp-epsilon", "2"),
+         ("--dp-epsilon 2.0 needs --dp client or --dp sample (this run has --dp none)",)),
+    Case("train_dp_noise_cohort_size_without_dp", "--dp-noise-cohort-size without --dp",
+         train("--dp-noise-cohort-size", "1000"), ("--dp-noise-cohort-size 1000 needs --dp client",)),
+    Case("train_activity_power_with_uniform_sampler", "--activity-power with the uniform sampler",
+         train("--activity-power", "0.5"), ("--activity-power 0.5 needs --sampler activity",
+                                            "(this run has --sampler uniform)")),
+    Case("train_num_beams_on_classification_data", "a seq2seq option on data whose task is classification",
+         train("--num-beams", "2"), ("--num-beams 2 needs --task seq2seq",
+                                     "(this run has --task classification)")),
+    Case("train_dp_noise_cohort_size_negative", "a cohort size below 1 (0 reads the same)",
+         train("--dp", "client", "--dp-clip", "1", "--dp-noise-multiplier", "1", "--dp-noise-cohort-size", "-5"),
+         ("--dp-noise-cohort-size must be positive, got -5",)),
+    # ------------------------------------------------------------------ refused once the data is read: no run directory
+    Case("train_continual_without_order_field", "--continual on a data file without an order field",
+         train("--continual", "true", "--periods", "2", "--rounds-per-period", "1"),
+         ("--continual needs an order or time field",)),
+    # ------------------------------------------------------------------ messages that advise what the command takes
+    Case("partition_min_examples_keeps_no_one", "--min-examples above every value's count", ("partition", "--data",
+         "{small}", "--out", "{out}", "--method", "natural", "--field", "Y", "--min-examples", "1000"),
+         ("--min-examples 1000 keeps no value of field 'Y'", "choose --min-examples")),
+    Case("partition_natural_wrong_clients", "natural partition with --clients other than the values kept",
+         ("partition", "--data", "{small}", "--out", "{out}", "--method", "natural", "--field", "Y", "--clients", "5"),
+         ("distinct values over the training examples", "or leave --clients out")),
+    # ------------------------------------------------------------------ issue 29's tracebacks, now one line
+    Case("audit_model_weights_cut", "a run whose model.safetensors is cut short", ("audit", "{cutmodel}"),
+         ("model.safetensors is not a complete safetensors file", "incomplete metadata",
+          "expected the weights file save_pretrained writes, whole")),
+    Case("stats_plot_without_image_suffix", "--plot whose suffix is no image format", ("partition-stats", "--data",
+         "{data}", "--partition", "{part}", "--plot", "{out}.h5"),
+         ("a figure's format comes from its file suffix; expected one of", ".pdf, .pgf, .png")),
 ]
 
 
@@ -259,7 +325,8 @@ def inputs(root: Path, bbc: tuple[Path, Path]) -> dict[str, Path]:
              "small": root / "small.h5", "seq2seq": root / "seq2seq.h5", "locked": root / "locked.csv",
              "binary": root / "binary.csv", "conll": root / "conll.txt", "squad": root / "squad.json",
              "csv": root / "csv.csv", "foreign": root / "foreign_p.h5", "fractional": root / "fractional_p.h5",
-             "untyped": root / "untyped.h5"}
+             "untyped": root / "untyped.h5", "lmrun": root / "lm_run",
+             "cutmodel": root / "cut_model_run"}
     _fednlp_like_files(bbc[1], paths)
     paths["dir"].mkdir(exist_ok=True)
     paths["text"].write_text("not an HDF5 file\n")
@@ -267,12 +334,16 @@ def inputs(root: Path, bbc: tuple[Path, Path]) -> dict[str, Path]:
     paths["cut"].write_bytes(whole[:len(whole) // 2])
     (paths["run"]).mkdir(exist_ok=True)
     (paths["run"] / "result.json").write_text("{}")
+    (paths["lmrun"] / "model").mkdir(parents=True, exist_ok=True)
+    (paths["lmrun"] / "result.json").write_text(json.dumps({"task": "lm", "metric": "perplexity"}))
+    (paths["lmrun"] / "config.yaml").write_text(json.dumps({"data": str(paths["small"]), "task": "lm"}))
     paths["conll"].write_text(CONLL)
     paths["csv"].write_text(CSV)
     paths["squad"].write_text(json.dumps(SQUAD, indent=1))
     paths["locked"].write_text(CSV)
     paths["locked"].chmod(0)
     paths["binary"].write_bytes(b"text,label\n\xff\xfe,pos\n")
+    _cut_model_run(paths["cutmodel"])
     (root / "small.csv").write_text("text,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(20)))
     (root / "seq2seq.jsonl").write_text("".join(json.dumps({"source": f"a b {i}", "target": f"t {i}"}) + "\n"
                                                 for i in range(20)))
@@ -282,6 +353,16 @@ def inputs(root: Path, bbc: tuple[Path, Path]) -> dict[str, Path]:
                   "--out", str(paths["seq2seq"])]):
         assert main(["data", "prepare", *args, "--test-fraction", "0.2"]) == 0
     return paths
+
+
+def _cut_model_run(run: Path) -> None:
+    """A run directory whose weights file was cut short (a full disk, an interrupted copy)."""
+    import torch
+    from safetensors.torch import save
+
+    (run / "model").mkdir(parents=True, exist_ok=True)
+    (run / "result.json").write_text("{}")
+    (run / "model" / "model.safetensors").write_bytes(save({"weight": torch.zeros(4)})[:-1])
 
 
 def _fednlp_like_files(part: Path, paths: dict[str, Path]) -> None:

@@ -12,52 +12,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import fednlp.run.session as session_module
 from fednlp.cli import main
-from fednlp.data.datafile import DataFile, write_data_file
+from synthetic_heads import head_data_file
 from fednlp.errors import UserError
 from fednlp.tasks.frozen_prefix import FrozenPrefix
 
 HERE = Path(__file__).resolve().parent
 FEDNLP = str(Path(sys.executable).with_name("fednlp"))
-WORDS = ("the cat sat on a mat dog ran far away into woods with big red ball near house tree paris london "
-         "river bank opened closed market city").split()
 N_TRAIN, N_TEST = 40, 12
 
 
-def _texts(rng: np.random.Generator, n: int, low: int = 3, high: int = 30) -> list[list[str]]:
-    return [list(rng.choice(WORDS, size=int(rng.integers(low, high)))) for _ in range(n)]
-
-
 def _data_file(head: str, path: Path) -> Path:
-    """A small synthetic data file the head reads (long enough rows that some batches pad and QA windows)."""
-    rng = np.random.default_rng(0)
-    n = N_TRAIN + N_TEST
-    train, test = list(range(N_TRAIN)), list(range(N_TRAIN, n))
-    sentences = _texts(rng, n)
-    if head in ("classification", "lm"):
-        data = DataFile("text_classification", {"X": [" ".join(s) for s in sentences],
-                                                "Y": [str(i % 3) for i in range(n)]}, train, test,
-                        {"0": 0, "1": 1, "2": 2})
-    elif head == "tagging":
-        vocab = {"O": 0, "B-LOC": 1, "I-LOC": 2}
-        tags = [["B-LOC" if w in ("paris", "london") else "O" for w in s] for s in sentences]
-        data = DataFile("sequence_tagging", {"X": sentences, "Y": tags}, train, test, vocab)
-    elif head == "qa":
-        contexts = [" ".join(s) for s in _texts(rng, n, 20, 60)]
-        spans = [(c.index(" ") + 1, c.index(" ") + 1 + len(c.split()[1])) for c in contexts]
-        questions = [f"where is the {c.split()[1]} ?" for c in contexts]
-        data = DataFile("span_extraction", {"context_X": contexts, "question_X": questions, "Y": spans}, train, test)
-    else:
-        data = DataFile("seq2seq", {"X": [" ".join(s) for s in sentences], "Y": [" ".join(s[:4]) for s in sentences]},
-                        train, test)
-    write_data_file(data, path)
-    return path
+    return head_data_file(head, path, N_TRAIN, N_TEST, high=30, qa_high=60)
 
 
 HEADS = {  # head -> (model, extra flags)

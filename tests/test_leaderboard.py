@@ -313,11 +313,11 @@ def test_fairness_privacy_and_audit_columns_when_runs_have_them(tmp_path):
     records = list(csv.DictReader(io.StringIO(render(leaderboard_rows(load_runs(tmp_path)), "csv"))))
     dp, plain = sorted(records, key=lambda r: r["algorithm"])
     assert float(dp["clients_worst10_mean"]) == 0.25 and float(dp["clients_std"]) == 0.12
-    assert float(dp["dp_epsilon"]) == 3.2 and float(dp["dp_delta"]) == 1e-5
+    assert float(dp["dp_epsilon_spent"]) == 3.2 and float(dp["dp_delta_spent"]) == 1e-5
     assert float(dp["mia_auc"]) == 0.52 and float(dp["mia_tpr_at_1pct_fpr"]) == 0.011
     assert float(dp["canary_max_exposure"]) == 4.5 and float(dp["canary_extraction_rate"]) == 0.0
     assert float(dp["flip_rate"]) == 0.031
-    assert all(plain[c] == "" for c in ("clients_worst10_mean", "dp_epsilon", "mia_auc", "flip_rate"))
+    assert all(plain[c] == "" for c in ("clients_worst10_mean", "dp_epsilon_spent", "mia_auc", "flip_rate"))
 
 
 def test_audit_and_dp_blocks_as_fednlp_writes_them(tmp_path):
@@ -332,7 +332,7 @@ def test_audit_and_dp_blocks_as_fednlp_writes_them(tmp_path):
           "notes": [], "calibrated_to_epsilon": None}
     make_run(tmp_path, "audited", 0.6, algorithm="dp", dp=dp, audit=audit)
     (record,) = csv.DictReader(io.StringIO(render(leaderboard_rows(load_runs(tmp_path)), "csv")))
-    assert float(record["dp_epsilon"]) == 41.5 and float(record["mia_auc"]) == 0.61
+    assert float(record["dp_epsilon_spent"]) == 41.5 and float(record["mia_auc"]) == 0.61
     assert float(record["mia_tpr_at_1pct_fpr"]) == 0.04 and float(record["canary_max_exposure"]) == 9.97
     assert "canary_extraction_rate" not in record
 
@@ -357,7 +357,7 @@ def test_study_plots_are_png_files(tmp_path):
         make_run(tmp_path / "runs", f"a{alpha}", value, partition=f"niid_label_clients=100_alpha={alpha}")
     make_run(tmp_path / "runs", "u", 0.7, partition="uniform_clients=100")
     written = write_study_plots(leaderboard_rows(load_runs(tmp_path / "runs")), tmp_path / "plots")
-    assert sorted(p.name for p in written) == ["gap.png", "learning_curves.png", "metric_vs_alpha.png"]
+    assert sorted(p.name for p in written) == ["curves_by_budget.png", "gap.png", "learning_curves.png", "metric_vs_alpha.png"]
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(p.name for p in written)
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
 
@@ -367,4 +367,90 @@ def test_cli_writes_the_table_and_the_plots(runs_dir, tmp_path):
 
     assert main(["leaderboard", str(runs_dir), "--out", str(tmp_path / "board.md"), "--plots", str(tmp_path / "png")]) == 0
     assert (tmp_path / "board.md").read_text().startswith("| row |")
-    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["gap.png", "learning_curves.png", "metric_vs_alpha.png"]
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["curves_by_budget.png", "gap.png", "learning_curves.png", "metric_vs_alpha.png"]
+
+
+# ---------------------------------------------------------------- readable at 1280 px (issue 29)
+
+
+def sections_of(page: str) -> list[str]:
+    return re.findall(r"<section>(.*?)</section>", page, re.S)
+
+
+def test_html_shows_a_compact_table_and_the_full_one_a_click_away(tmp_path):
+    make_run(tmp_path, "c", 0.8, algorithm="centralized", curve=False)
+    for i in range(20):  # twenty settings that differ: the full table is 20 columns wider
+        make_run(tmp_path, f"r{i}", 0.5 + i / 100, curve=False, config={f"option_{j}": i + j for j in range(20)})
+    rows = leaderboard_rows(load_runs(tmp_path))
+    page = render(rows, "html")
+    (section,) = sections_of(page)
+    compact, full = re.findall(r"<table>.*?</table>", section, re.S)
+    compact_header = re.findall(r"<th>(.*?)</th>", compact)
+    assert len(compact_header) <= 15 and "settings" in compact_header
+    assert len(re.findall(r"<th>(.*?)</th>", full)) == len(COLUMNS) + 20
+    assert re.search(r"<details><summary>All 38 columns</summary>\s*<div class=\"scroll\">\s*<table>", section)
+    assert "option_0=19 option_1=20" in compact  # every setting of the row, in its one wrapped cell
+
+
+def test_html_footers_belong_to_their_metric(tmp_path):
+    make_run(tmp_path, "clf", 0.7)
+    make_run(tmp_path, "lm_central", 20.0, algorithm="centralized", model="tiny-gpt2", metric="perplexity",
+             greater_is_better=False)
+    make_run(tmp_path, "lm", 30.0, model="tiny-gpt2", metric="perplexity", greater_is_better=False)
+    accuracy, perplexity = sections_of(render(leaderboard_rows(load_runs(tmp_path)), "html"))
+    assert "accuracy (higher is better)" in accuracy and "fractions in [0, 1]" in accuracy
+    assert "perplexity (lower is better)" in perplexity and "fractions in [0, 1]" not in perplexity
+    assert "perplexity: values in the metric&#x27;s own units, lower is better" in perplexity
+    assert "<td>tiny-gpt2</td>" in perplexity and "<td>tiny-gpt2</td>" not in accuracy
+
+
+def test_learning_curve_legends_are_readable_and_inside_the_figure(tmp_path):
+    from fednlp.results.plots import TEXT_POINTS, learning_curves, learning_curves_figure
+
+    for i in range(12):  # more rows than matplotlib has colours, labels longer than the figure is wide
+        make_run(tmp_path, f"r{i}", 0.3 + i / 100, config={"lr": 10.0 ** -(1 + i / 10),
+                                                            **{f"a_long_option_name_{j}": i for j in range(8)}})
+    rows = leaderboard_rows(load_runs(tmp_path))
+    fig = learning_curves_figure(rows, "many rows")
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    assert len(legend.get_texts()) == 12  # one entry per row, not per run
+    assert all(t.get_fontsize() >= TEXT_POINTS >= 10 for t in legend.get_texts())
+    box, figure_box = legend.get_window_extent(), fig.bbox
+    assert figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 and figure_box.y0 <= box.y0
+    assert all(box.y1 <= ax.get_window_extent().y0 for ax in fig.axes)  # below the plots, not over them
+    png = learning_curves(rows, "many rows")
+    width = int.from_bytes(png[16:20], "big")  # the IHDR chunk's width
+    assert width <= 1200  # shown unscaled in a 1280 px window, so the legend text keeps its size
+
+
+def test_write_leaderboard_refuses_a_directory_for_out_and_a_file_for_plots_before_any_work(runs_dir, tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(UserError, match=r"--out .*taken is an existing directory; expected a new path or a file"):
+        write_leaderboard(runs_dir, "markdown", tmp_path / "taken")
+    with pytest.raises(UserError, match=r"--plots .*notes.txt is an existing file; expected a new path or a directory"):
+        write_leaderboard(runs_dir, "markdown", tmp_path / "board.md", plots=tmp_path / "notes.txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "runs", "taken"]  # board.md not written
+    assert (tmp_path / "notes.txt").read_text() == "mine\n" and not any((tmp_path / "taken").iterdir())
+
+
+def test_the_screenshot_script_names_what_makes_a_page_unreadable():
+    """scripts/leaderboard_screenshot.py's verdict on the browser's measurements (the browser itself is not a
+    dependency of fednlp: the script runs in a venv of its own)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "leaderboard_screenshot.py"
+    spec = importlib.util.spec_from_file_location("leaderboard_screenshot", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    good = {"width": 1280, "sections": [{"title": "clf", "columns": 14, "footers": 2}],
+            "images": [{"alt": "curves", "natural": 1100, "shown": 1100, "right": 1180, "legendPx": 13.9}]}
+    assert script.problems(good, 1280, 1280) == []
+    before = {"width": 4479, "sections": [{"title": "clf", "columns": 44, "footers": 0}],
+              "images": [{"alt": "curves", "natural": 2400, "shown": 1240, "right": 1260, "legendPx": 8.6}]}
+    found = script.problems(before, 4479, 1280)
+    assert [p.split(" ")[:2] for p in found] == [["the", "page"], ["with", "the"], ["section", "'clf':"],
+                                                 ["section", "'clf':"], ["figure", "'curves':"]]
+    assert "44 columns" in found[2] and "no footer" in found[3] and "4.4 px" in found[4]

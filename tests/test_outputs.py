@@ -53,6 +53,8 @@ CANARIES = ["canaries", "insert", "--data", "{data}", "--partition", "{part}", "
 REFUSED = [
     ("prepare_out", PREPARE, ["csv"], ["part_copy", "text"]),
     ("partition_out", PARTITION, ["data"], ["data_copy", "text"]),
+    ("validation_split_out", ["data", "validation-split", "--data", "{data}", "--fraction", "0.25", "--out", "{out}"],
+     ["data"], ["part_copy", "text"]),
     ("stats_plot", [*STATS, "--plot", "{out}"], ["data", "part"], ["data_copy", "part_copy"]),
     ("stats_sizes_plot", [*STATS, "--sizes-plot", "{out}"], ["data", "part"], ["data_copy", "part_copy"]),
     ("fairness_out", FAIRNESS, ["data"], ["data_copy", "part_copy"]),

@@ -108,10 +108,10 @@ def test_a_diverging_run_stops_with_exit_3_naming_round_client_and_rank(bbc, tmp
     assert "non-finite loss or update" in err[0]
     assert not (tmp_path / "stop" / "result.json").exists()
 
-    assert main([*flags, "--out", str(tmp_path / "skip"), "--on-nonfinite", "skip-client"]) == 0
-    records = [json.loads(line) for line in open(tmp_path / "skip" / "metrics.jsonl")]
-    assert [r["clients_skipped_nonfinite"] for r in records] == [3, 3]  # every client diverged: none aggregated
-    assert all("train_loss" not in r for r in records)
+    # skip-client leaves a diverged client out; a round that left out every one trained nothing: diverged too
+    assert main([*flags, "--out", str(tmp_path / "skip"), "--on-nonfinite", "skip-client"]) == 3
+    assert "round 1: every one of its 3 clients had a non-finite loss or update" in capsys.readouterr().err
+    assert not (tmp_path / "skip" / "result.json").exists()
 
 
 def test_training_loss_in_every_record_and_tensorboard(bbc, tmp_path: Path) -> None:

@@ -248,7 +248,7 @@ def test_natural_without_min_examples_keeps_every_user_and_the_old_name(tmp_path
                                                 "training examples (1 dropped by --min-examples), one client each: "
                                                 "give --clients 2, not 3"),
     (["--clients", "3", "--min-examples", "0"], "--min-examples must be at least 1, got 0"),
-    (["--clients", "1", "--min-examples", "5"], "has 0 distinct values"),
+    (["--clients", "1", "--min-examples", "5"], "--min-examples 5 keeps no value of field 'user'"),
 ])
 def test_natural_min_examples_errors_are_one_line_exit_2(extra: list[str], expected: str, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:

@@ -97,8 +97,8 @@ class Algorithm:
       per round:
         begin_round(ctx)                                        every rank, before any client
         per client: client_batches(...) -> local steps, each: loss (per example when `per_example_loss`:
-                    backward(example_losses)), adjust_gradients, optimizer step (a batch with no example:
-                    step_without_examples(optimizer)) -> process_client_update(update, ctx)
+                    example_losses(task, model, batch), then backward(example_losses)), adjust_gradients,
+                    optimizer step (a batch with no example: step_without_examples(optimizer)) -> process_client_update(update, ctx)
         one Allreduce of the weighted updates and the `slots` sums
         server_step(global_flat, aggregate, ctx)                every rank; ctx.sums holds the slots' sums
         round_record(ctx)                                       numbers for the round's metrics.jsonl line
@@ -180,6 +180,11 @@ class Algorithm:
         --local-steps or --local-epochs batches of --batch-size, reshuffled every epoch (e.g. DP-SGD draws
         Poisson batches instead, which may be empty)."""
         return None
+
+    def example_losses(self, task: Any, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A batch's per-example losses (only when `per_example_loss`), handed to `backward` next: by default the
+        task's. DP-SGD's torch.func mode computes its clipped per-example gradients in the same pass."""
+        return task.example_losses(model, batch)
 
     def backward(self, example_losses: torch.Tensor) -> None:
         """Backpropagate a batch's per-example losses (only when `per_example_loss`): by default their mean,

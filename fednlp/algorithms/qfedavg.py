@@ -4,6 +4,7 @@ as q grows (q = 0 is FedAvg's objective)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,7 @@ import torch
 from fednlp.algorithms.interface import Algorithm, algorithm_option
 from fednlp.algorithms.registry import register_algorithm
 from fednlp.config import TrainConfig
+from fednlp.errors import RunDiverged
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,21 @@ class QFedAvg(Algorithm):
         q, lipschitz = self.options.q, self.lipschitz
         loss = max(float(update.loss_global), 1e-12)  # F_k > 0 for the losses of these heads; guard 0 ** (q - 1)
         scaled_norm_sq = (lipschitz * update.norm()) ** 2
-        update.weight = lipschitz * loss**q
-        update.add("h", q * loss ** (q - 1) * scaled_norm_sq + lipschitz * loss**q)
+        update.weight = lipschitz * _power(loss, q)
+        update.add("h", q * _power(loss, q - 1) * scaled_norm_sq + lipschitz * _power(loss, q))
 
     def server_step(self, global_flat: torch.Tensor, aggregate: torch.Tensor, ctx) -> None:
-        global_flat.add_(aggregate, alpha=self.server_lr / ctx.sums["h"])
+        h = ctx.sums["h"]
+        if not (math.isfinite(h) and h > 0):  # the same sum on every rank, so every rank stops here
+            raise RunDiverged(f"round {ctx.round_idx + 1}: q-FedAvg's step normaliser sum_k h_k is {h} (F_k^q with "
+                              f"--q {self.options.q} over- or underflows a double for these client losses F_k); the "
+                              "last finite checkpoint is kept; expected a smaller --q (the paper tunes it in 0.001..15)")
+        global_flat.add_(aggregate, alpha=self.server_lr / h)
+
+
+def _power(base: float, exponent: float) -> float:
+    """base ** exponent, inf where a double overflows (Python's float power raises OverflowError instead)."""
+    try:
+        return base**exponent
+    except OverflowError:
+        return math.inf

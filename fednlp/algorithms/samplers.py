@@ -104,19 +104,29 @@ class UniformHTSampler(Sampler):
         return sizes[cohort] * len(sizes) / (len(cohort) * sizes.sum())
 
 
-def inclusion_probabilities(client_sizes: np.ndarray, k: int) -> np.ndarray:
-    """pi_i = k n_i / N, proportional to size (or to any non-negative score given in its place), except clients for which that reaches 1: they are taken every
-    round (pi = 1) and the others share the remaining k - #taken slots in proportion to size (repeated
-    until no probability exceeds 1). sum_i pi_i = k."""
+def inclusion_probabilities(client_sizes: np.ndarray, k: int, power: float = 1.0) -> np.ndarray:
+    """pi_i = k n_i^G / sum_j n_j^G (G = `power`; G = 1: k n_i / N), except clients for which that reaches 1: they
+    are taken every round (pi = 1) and the others share the remaining k - #taken slots in the same proportion
+    (repeated until no probability exceeds 1). sum_i pi_i = k; an empty client's pi is 0.
+
+    The proportions are taken relative to the largest remaining client, (n_i / n_max)^G = exp(G (log n_i -
+    log n_max)) <= 1, so no finite G overflows (n_i^1000 would: inf / inf is NaN); a client whose share is below
+    the smallest double gets pi = 0."""
     sizes = np.asarray(client_sizes, dtype=np.float64)
-    if np.count_nonzero(sizes) < k:
+    has_data = sizes > 0
+    if np.count_nonzero(has_data) < k:
         raise UserError(f"--sampler activity needs at least --clients-per-round {k} clients with training "
-                        f"examples; {np.count_nonzero(sizes)} have any")
+                        f"examples; {np.count_nonzero(has_data)} have any")
+    log_sizes = np.log(np.where(has_data, sizes, 1.0))
     certain = np.zeros(len(sizes), dtype=bool)
     while True:
         pi = np.where(certain, 1.0, 0.0)
-        rest = ~certain
-        pi[rest] = (k - certain.sum()) * sizes[rest] / sizes[rest].sum()
+        rest = has_data & ~certain
+        slots = k - certain.sum()
+        if slots > 0:  # at least `slots` clients with data remain, so `rest` is not empty
+            with np.errstate(over="ignore", under="ignore"):  # a share beyond a double's range is just 0
+                shares = np.exp(power * (log_sizes[rest] - log_sizes[rest].max()))  # the largest is 1: sum >= 1
+            pi[rest] = slots * shares / shares.sum()
         newly = rest & (pi >= 1.0)
         if not newly.any():
             return pi
@@ -151,13 +161,8 @@ class ActivitySampler(Sampler):
     def from_config(cls, config) -> "ActivitySampler":
         return cls(config.activity_power)
 
-    def scores(self, client_sizes: np.ndarray) -> np.ndarray:
-        """n_i ** power for clients with data, 0 for the others (0 ** 0 would make an empty client eligible)."""
-        sizes = np.asarray(client_sizes, dtype=np.float64)
-        return np.where(sizes > 0, sizes**self.power, 0.0)
-
     def sample(self, seed: int, round_idx: int, client_sizes: np.ndarray, k: int) -> np.ndarray:
-        pi = inclusion_probabilities(self.scores(client_sizes), k)
+        pi = inclusion_probabilities(client_sizes, k, self.power)
         certain = np.flatnonzero(pi >= 1.0)
         rng = round_rng(seed, round_idx, Stream.COHORT)
         order = rng.permutation(np.flatnonzero((pi > 0) & (pi < 1.0)))
@@ -173,11 +178,11 @@ class ActivitySampler(Sampler):
 
     def aggregation_weights(self, cohort: np.ndarray, client_sizes: np.ndarray) -> np.ndarray:
         sizes = np.asarray(client_sizes, dtype=np.float64)
-        pi = inclusion_probabilities(self.scores(sizes), len(cohort))
+        pi = inclusion_probabilities(sizes, len(cohort), self.power)
         return sizes[cohort] / (sizes.sum() * pi[cohort])
 
     def inclusion_probabilities(self, client_sizes: np.ndarray, k: int) -> np.ndarray:
-        return inclusion_probabilities(self.scores(client_sizes), k)
+        return inclusion_probabilities(client_sizes, k, self.power)
 
 
 @register_sampler("poisson")

@@ -188,7 +188,8 @@ def check_data(data: DataFile, options: CanaryOptions) -> None:
     if "canaries" in data.attributes:
         raise UserError(f"data file {options.data} already holds canaries; insert them into the original data file")
     if rows.needs_label and options.label not in data.label_vocab:
-        raise UserError(f"--label {options.label!r}: expected one of the data file's labels "
+        given = "no --label given" if options.label is None else f"--label {options.label!r}"
+        raise UserError(f"{given}: a canary of {data.task_type} data needs --label, one of the data file's labels "
                         f"({', '.join(sorted(data.label_vocab)[:20])})")
     if not rows.needs_label and options.label is not None:
         raise UserError(f"--label is for text classification; a {data.task_type} canary's secret is in its target")
@@ -269,7 +270,8 @@ def write_canaried(data: DataFile, stored: StoredPartition, group: str, canaried
         values = {k: v for k, v in stored.values.items() if k != "n_clients" and np.ndim(v) == 0}
         values["data_sha256"] = file_sha256(str(options.out_data))
         train = [np.sort(np.asarray(t, dtype=np.int64)) for t in canaried.train]
-        write_groups(options.out_partition, {group: partition_content(train, stored.test, values)})
+        write_groups(options.out_partition, {group: partition_content(train, stored.test, values)},
+                     remedy="canaries insert never replaces such a group: choose another --out-partition")
     except BaseException:
         Path(options.out_data).unlink(missing_ok=True)  # no half-written pair: the data file alone is useless
         raise

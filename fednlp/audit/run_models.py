@@ -92,12 +92,24 @@ def initial_model(run: OpenedRun) -> torch.nn.Module:
 
 
 def reference_run(reference_dir: str | Path, audited: RunDirectory) -> RunDirectory:
-    """--reference RUN_DIR: a finished run with a model/, of the same task type as the audited run."""
+    """--reference RUN_DIR: a finished run with a model/, trained with the same task head as the audited run."""
     reference = read_audited_run(reference_dir, what="--reference")
-    if reference.result.task_type != audited.result.task_type:
-        raise UserError(f"--reference {reference_dir} is a {reference.result.task_type} run; the audited run is "
-                        f"{audited.result.task_type}: the reference must score the same kind of loss")
+    ours, theirs = run_task(audited), run_task(reference)
+    if theirs != ours:  # the heads, not the data files: an LM and a classifier may read the same data file
+        raise UserError(f"--reference {reference_dir} trained --task {theirs}; the audited run {audited} trained "
+                        f"--task {ours}: expected a --task {ours} run, whose model scores the same kind of loss")
     return reference
+
+
+def run_task(directory: RunDirectory) -> str:
+    """The task head a run trained (--task): result.json's `task`, else config.yaml's, else the head its data
+    file's task_type implies (how the run resolved a missing --task)."""
+    if directory.result.task:
+        return directory.result.task
+    config = directory.config
+    if config.task:
+        return config.task
+    return resolve_task(None, directory.result.task_type or read_data_file(config.data).task_type, config.data).name
 
 
 def run_clients(directory: RunDirectory, n_examples: int) -> Any:

@@ -10,6 +10,7 @@ layout in partition_file.py, statistics and the heat map in stats.py.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -42,13 +43,16 @@ def add_partition(data_path: str | os.PathLike, partition_path: str | os.PathLik
         open_h5(partition_path, "partition file").close()  # refuse a bad --out before any work
     train = np.asarray(data.train_index_list, dtype=np.int64)
     test = np.asarray(data.test_index_list, dtype=np.int64)
+    job = PartitionJob(data, data_path, partition_path, train, test, overwrite)
+    method = METHODS[params.method]
+    if params.n_clients is None:  # a method whose data fixes the clients (natural: one per value kept)
+        params = dataclasses.replace(params, n_clients=method.clients(job, params))
     if params.n_clients > len(train):
         raise UserError(f"--clients {params.n_clients} is more than the {len(train)} training examples of {data_path}")
     name = params.group_name()
     settings = {**params.stored_values(), "data_sha256": file_sha256(data_path)}
     check_replaceable(partition_path, name, {"n_clients": params.n_clients, **settings}, overwrite)
-    job = PartitionJob(data, data_path, partition_path, train, test, overwrite)
-    result = METHODS[params.method](job, params, np.random.default_rng(params.seed))
+    result = method(job, params, np.random.default_rng(params.seed))
     train_clients = [train[p] for p in result.train]
     test_clients = [test[p] for p in result.test]
     kept = train if result.dropped_train is None else np.delete(train, result.dropped_train)

@@ -30,7 +30,8 @@ class PartitionParams:
     """Each field is a flag of `fednlp partition` (fednlp/options.py builds the parser from them)."""
 
     method: str = required_option(_methods_help)
-    n_clients: int = required_option("number of clients", name="clients")
+    n_clients: int | None = option("number of clients (natural: one per value kept, found from the data when "
+                                   "left out; checked when given)", name="clients")
     alpha: float | None = option("Dirichlet concentration (niid_label, niid_cluster)")
     beta: float | None = option("Dirichlet concentration of client sizes (niid_quantity)")
     clusters: int | None = option("number of k-means clusters (niid_cluster)")
@@ -56,7 +57,10 @@ class PartitionParams:
             elif name not in method.parameters and value is not None:
                 takes = ", ".join(PARAMETER_FLAGS[p] for p in method.parameters) or "no parameter"
                 raise UserError(f"{flag} does not apply to --method {self.method} (it takes {takes})")
-        _require(self.n_clients >= 1, f"--clients must be at least 1, got {self.n_clients}")
+        if self.n_clients is None:
+            _require(method.clients is not None, f"--method {self.method} needs --clients")
+        else:
+            _require(self.n_clients >= 1, f"--clients must be at least 1, got {self.n_clients}")
         _require(self.seed >= 0, f"--seed must be a non-negative integer, got {self.seed}")
         for name in ("alpha", "beta"):
             value = getattr(self, name)

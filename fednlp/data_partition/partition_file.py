@@ -100,15 +100,20 @@ LAYOUTS = ("csr", "fednlp")
 CSR_KEYS = ("train_indices", "train_offsets", "test_indices", "test_offsets")
 
 
-def write_groups(path: str | os.PathLike, groups: Mapping[str, Content], overwrite: bool = False) -> None:
+#: What a refusal to replace a group advises `fednlp partition` (a command without --overwrite says its own).
+OVERWRITE_REMEDY = "pass --overwrite to replace it, or write to another --out"
+
+
+def write_groups(path: str | os.PathLike, groups: Mapping[str, Content], overwrite: bool = False,
+                 remedy: str = OVERWRITE_REMEDY) -> None:
     """Add or replace top-level groups; keep every other group of an existing file unchanged.
 
     A group the file already holds is replaced only if it was made with the same settings, or with
-    `overwrite` (see `check_replaceable`).
+    `overwrite` (see `check_replaceable`; `remedy` is what its refusal advises: the command's own options).
     """
     path = Path(path)
     for name, content in groups.items():
-        check_replaceable(path, name, scalar_settings(content), overwrite)
+        check_replaceable(path, name, scalar_settings(content), overwrite, remedy)
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as out:
         if path.exists():
             with open_h5(path, "partition file") as old:
@@ -125,7 +130,8 @@ def scalar_settings(content: Content) -> dict[str, Any]:
             if not isinstance(value, Mapping) and np.ndim(value) == 0}
 
 
-def check_replaceable(path: str | os.PathLike, name: str, settings: Mapping[str, Any], overwrite: bool) -> None:
+def check_replaceable(path: str | os.PathLike, name: str, settings: Mapping[str, Any], overwrite: bool,
+                      remedy: str = OVERWRITE_REMEDY) -> None:
     """Refuse to replace group `name` of an existing partition file unless it records the same settings.
 
     Same settings: the old group records a seed (fednlp wrote it; FedNLP's scripts record none) and every
@@ -148,8 +154,7 @@ def check_replaceable(path: str | os.PathLike, name: str, settings: Mapping[str,
         if not differ:
             return
         why = "with other settings: " + ", ".join(differ)
-    raise UserError(f"partition file {path} already holds group {name!r}, made {why}; pass --overwrite to "
-                    "replace it, or write to another --out")
+    raise UserError(f"partition file {path} already holds group {name!r}, made {why}; {remedy}")
 
 
 def check_same(a: Any, b: Any) -> bool:

@@ -93,25 +93,45 @@ def niid_cluster(job: PartitionJob, params: PartitionParams, rng: np.random.Gene
     return result
 
 
+def _natural_groups(job: PartitionJob, params: PartitionParams) -> tuple[np.ndarray, np.ndarray, collections.Counter]:
+    """Every example's value of --field, the values that become clients (sorted: those with at least
+    --min-examples training examples) and each value's count of training examples; refuses a --min-examples
+    that keeps none."""
+    values = field_values(job.data, params.field, job.data_path)
+    counts = collections.Counter(values[job.train].tolist())
+    least = params.min_examples or 1
+    groups = np.array(sorted(value for value, count in counts.items() if count >= least), dtype=object)
+    if len(groups) == 0:
+        most = max(counts.values(), default=0)
+        raise UserError(f"--min-examples {least} keeps no value of field {params.field!r} of {job.data_path}: the "
+                        f"most training examples of one value is {most}; choose --min-examples {most} or less")
+    return values, groups, counts
+
+
+def _natural_clients(job: PartitionJob, params: PartitionParams) -> int:
+    return len(_natural_groups(job, params)[1])
+
+
 @register_method("natural", ("field", "min_examples"), {"field": "field", "min_examples": "min_examples"},
-                 defaults={"field": "source", "min_examples": None}, reads=lambda params: (params.field,))
+                 defaults={"field": "source", "min_examples": None}, reads=lambda params: (params.field,),
+                 clients=_natural_clients)
 def natural(job: PartitionJob, params: PartitionParams, rng: np.random.Generator) -> PartitionResult:
     """One client per value of a per-example field (SubjQA domain, SQuAD article title, a user).
 
     --min-examples K drops the values with fewer than K training examples, their train and test examples
     with them; the group records how many (dropped_clients, dropped_train_examples, dropped_test_examples).
+    --clients may be left out (it is the number of values kept); given, it must be that number.
     """
-    values = field_values(job.data, params.field, job.data_path)
+    values, groups, counts = _natural_groups(job, params)
     train_values, test_values = values[job.train], values[job.test]
-    counts = collections.Counter(train_values.tolist())
-    least = params.min_examples or 1
-    groups = np.array(sorted(value for value, count in counts.items() if count >= least), dtype=object)
     dropped = len(counts) - len(groups)
+    least = params.min_examples or 1
     kept = f" with at least {least} training examples ({dropped} dropped by --min-examples)" if dropped else ""
     if len(groups) != params.n_clients:
         raise UserError(
             f"field {params.field!r} of {job.data_path} has {len(groups)} distinct values over the training "
-            f"examples{kept}, one client each: give --clients {len(groups)}, not {params.n_clients}"
+            f"examples{kept}, one client each: give --clients {len(groups)}, not {params.n_clients}, or leave "
+            f"--clients out"
         )
     kept_values = set(groups.tolist())
     dropped_train = np.array([i for i, v in enumerate(train_values.tolist()) if v not in kept_values], dtype=np.int64)

@@ -21,7 +21,9 @@ class PartitionMethod:
     `parameters` are the PartitionParams fields it needs (a missing one is an error unless it has a
     default); `in_name` maps those shown in the group name to their key there (FedNLP's names).
     `reads`: the data-file fields it reads, given the parameters (None: all of them): a partition by labels
-    never reads the texts, which are most of a data file.
+    never reads the texts, which are most of a data file. `clients`: the number of clients the data fixes,
+    given the job and the parameters (natural: one per value kept), so --clients may be left out; None:
+    --clients is required.
     """
 
     name: str
@@ -31,6 +33,7 @@ class PartitionMethod:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     help: str = ""
     reads: Callable[["PartitionParams"], tuple[str, ...]] | None = None
+    clients: Callable[["PartitionJob", "PartitionParams"], int] | None = None
 
     def fields_read(self, params: "PartitionParams") -> tuple[str, ...] | None:
         return None if self.reads is None else tuple(self.reads(params))
@@ -51,9 +54,10 @@ def register_method(
     in_name: Mapping[str, str] | None = None,
     defaults: Mapping[str, Any] | None = None,
     reads: tuple[str, ...] | Callable[["PartitionParams"], tuple[str, ...]] | None = None,
+    clients: Callable[["PartitionJob", "PartitionParams"], int] | None = None,
 ) -> Callable[[Callable], Callable]:
     """Decorator: register a partitioner under `name`; duplicates are refused. `reads`: the fields it reads
-    (a tuple, or a function of the parameters); None reads every field."""
+    (a tuple, or a function of the parameters); None reads every field. `clients`: see PartitionMethod."""
     if isinstance(reads, tuple):
         fields = reads
         reads = lambda params: fields  # noqa: E731
@@ -62,7 +66,7 @@ def register_method(
         doc = (run.__doc__ or "").strip().splitlines()
         help_line = doc[0] if doc else ""
         METHODS.add(name, PartitionMethod(name, run, parameters, dict(in_name or {}), dict(defaults or {}), help_line,
-                                          reads))
+                                          reads, clients))
         return run
 
     return decorate

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,8 @@ def partition_stats_report(
     sizes_plot_path: str | os.PathLike | None = None,
 ) -> str:
     """The text report of one partition group (or every group, or every group of a method)."""
+    for flag, path in (("--plot", plot_path), ("--sizes-plot", sizes_plot_path)):
+        check_figure_suffix(path, flag)
     data = read_data_file(data_path)
     names = _select_groups(partition_path, method)
     stats = [partition_stats(data, partition_path, data_path, name) for name in names]
@@ -90,6 +93,19 @@ def partition_stats_report(
     if plot_path is not None:
         plot_heat_maps(stats, plot_path, data_path)
     return "\n".join(format_stats(s) for s in stats)
+
+
+def check_figure_suffix(path: str | os.PathLike | None, flag: str) -> None:
+    """matplotlib picks a figure's format by its suffix: refuse, before any work, one it cannot write (x.h5, or
+    none), which would fail only after the statistics were computed."""
+    if path is None:
+        return
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if Path(path).suffix.lower().lstrip(".") not in formats:
+        raise UserError(f"{flag} {path}: a figure's format comes from its file suffix; expected one of "
+                        f"{', '.join('.' + f for f in formats)} (e.g. {Path(path).stem or 'figure'}.png)")
 
 
 def format_stats(s: PartitionStats) -> str:

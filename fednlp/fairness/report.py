@@ -31,6 +31,23 @@ PREDICTION_COLUMNS = ("example", "label", "group", "affected", "predicted", "pre
                       "prob_predicted", "prob_predicted_counterfactual", "counterfactual_text")
 
 
+def classification_test_split(run_dir: str | os.PathLike, data_path: str | os.PathLike, what: str
+                              ) -> tuple[RunDirectory, Any, Any, np.ndarray]:
+    """(the run, its checked model directory, the data file, its test examples) for a metric of classifiers
+    (`what` names it in errors): the cheap checks come before reading a large data file."""
+    directory = RunDirectory(run_dir)
+    model_dir = directory.check_model()
+    directory.evaluation_config()
+    data = read_data_file(data_path)
+    if data.task_type != ClassProbabilities.task_type:
+        raise UserError(f"data file {data_path} holds {data.task_type} data; {what} evaluates "
+                        f"{ClassProbabilities.task_type} models")
+    test = np.asarray(data.test_index_list, dtype=np.int64)
+    if len(test) == 0:
+        raise UserError(f"data file {data_path} has no test examples to evaluate")
+    return directory, model_dir, data, test
+
+
 def fairness_report(run_dir: str | os.PathLike, data_path: str | os.PathLike,
                     pairs_file: str | os.PathLike | None = None) -> dict[str, Any]:
     """Every number of the report; reads the run and the data file, writes nothing."""
@@ -43,16 +60,7 @@ def fairness_evaluation(run_dir: str | os.PathLike, data_path: str | os.PathLike
     group, original and counterfactual prediction, and the probability of the originally predicted class on
     both texts), from which anyone can recompute every number of the report; writes nothing."""
     substitution = load_substitution(pairs_file)
-    directory = RunDirectory(run_dir)
-    model_dir = directory.check_model()  # the cheap checks come before reading a large data file
-    directory.evaluation_config()
-    data = read_data_file(data_path)
-    if data.task_type != ClassProbabilities.task_type:
-        raise UserError(f"data file {data_path} holds {data.task_type} data; fednlp fairness evaluates "
-                        f"{ClassProbabilities.task_type} models")
-    test = np.asarray(data.test_index_list, dtype=np.int64)
-    if len(test) == 0:
-        raise UserError(f"data file {data_path} has no test examples to evaluate")
+    directory, model_dir, data, test = classification_test_split(run_dir, data_path, "fednlp fairness")
     texts = [data.fields["X"][i] for i in test]
     label_names = sorted(data.label_vocab, key=data.label_vocab.get)
     label_ids = np.array([data.label_vocab[data.fields["Y"][i]] for i in test], dtype=np.int64)
@@ -112,17 +120,18 @@ def _csv(columns: dict[str, Any]) -> str:
 
 
 def write_report(run_dir: str | os.PathLike, report: dict[str, Any], out: str | os.PathLike | None = None,
-                 predictions: str | None = None) -> Path:
-    """The report as JSON (default RUN_DIR/fairness.json) and as result.json's `fairness` block, if the run
-    has a result.json, and the per-example predictions as RUN_DIR/fairness_predictions.csv. result.json is
+                 predictions: str | None = None, block: str = "fairness",
+                 per_example_file: str = PREDICTIONS_FILE) -> Path:
+    """The report as JSON (default RUN_DIR/<block>.json) and as result.json's `<block>` block, if the run
+    has a result.json, and the per-example rows as RUN_DIR/<per_example_file>. result.json is
     parsed before anything is written, so a bad one leaves no file changed; the run directory's lock is held
     meanwhile, so a run still writing there (a --resume) is not overwritten; each file is written atomically."""
     directory = RunDirectory(run_dir)
-    out = Path(out) if out else directory.path / "fairness.json"
+    out = Path(out) if out else directory.path / f"{block}.json"
     files = {out: (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()}
     if predictions is not None:
-        files[directory.path / PREDICTIONS_FILE] = predictions.encode()
-    directory.add_block("fairness", report, files=files, missing_ok=True)
+        files[directory.path / per_example_file] = predictions.encode()
+    directory.add_block(block, report, files=files, missing_ok=True)
     return out
 
 

@@ -70,10 +70,15 @@ class MetricsFile(Callback):
 
 class TensorBoard(Callback):
     """Every number of every round's record as a scalar (`--report-to tensorboard`, HF Trainer's flag name);
-    event files in RUN_DIR/tensorboard."""
+    event files in RUN_DIR/tensorboard, the step being the round (centralized: the epoch).
 
-    def __init__(self, log_dir: str):
-        self.writer = tensorboard_writer(log_dir)
+    Each step appears once: a run resumed after round R hides the steps after R that the killed process wrote
+    (purge_step R + 1); and since this callback runs before the checkpoint is written, a round checkpointed
+    has its events written already (killed in between, the round is run and written again, the old events
+    hidden)."""
+
+    def __init__(self, log_dir: str, start_round: int = 0):
+        self.writer = tensorboard_writer(log_dir, purge_step=start_round + 1 if start_round else None)
 
     def on_round_end(self, event: RoundEnd) -> None:
         for key, value in _scalars(event.record):
@@ -85,15 +90,23 @@ class TensorBoard(Callback):
 
 
 def default_callbacks(session: Any, start_round: int, checkpointing: Callback) -> list[Callback]:
-    """A run's callbacks: checkpoints on every rank (rank 0 writes); progress, the metrics file and TensorBoard
-    on rank 0 only (the rank holding the run's writer)."""
+    """A run's callbacks: progress, the metrics file and TensorBoard on rank 0 only (the rank holding the run's
+    writer), then checkpoints on every rank (rank 0 writes): what a checkpoint covers is logged before it."""
     config = session.config
-    callbacks: list[Callback] = [checkpointing]
+    callbacks: list[Callback] = []
     if session.writer is not None:
         callbacks.append(Progress(start_round, config.rounds, enabled=not config.quiet))
-        callbacks.append(MetricsFile(session.writer.append_metrics))
-        if config.report_to == "tensorboard":
-            callbacks.append(TensorBoard(str(session.run_dir / "tensorboard")))
+    return [*callbacks, *record_callbacks(session, start_round), checkpointing]
+
+
+def record_callbacks(session: Any, start_round: int = 0) -> list[Callback]:
+    """What records a run's rounds (federated) or epochs (centralized), on rank 0: the metrics file, and
+    TensorBoard with --report-to tensorboard."""
+    if session.writer is None:
+        return []
+    callbacks: list[Callback] = [MetricsFile(session.writer.append_metrics)]
+    if session.config.report_to == "tensorboard":
+        callbacks.append(TensorBoard(str(session.writer.tensorboard_dir), start_round))
     return callbacks
 
 
@@ -108,14 +121,26 @@ def _scalars(record: dict[str, Any], prefix: str = "") -> list[tuple[str, float]
     return out
 
 
-def tensorboard_writer(log_dir: str) -> Any:
-    """The tensorboard package's own SummaryWriter (torch.utils.tensorboard needs the same package)."""
+def _summary_writer_class() -> Any:
+    """torch.utils.tensorboard's SummaryWriter (it needs the tensorboard package installed)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise UserError("--report-to tensorboard needs the `tensorboard` package: pip install tensorboard "
                         "(or pip install 'fednlp[tensorboard]')") from None
-    return SummaryWriter(log_dir=log_dir)
+    return SummaryWriter
+
+
+def check_reporter(report_to: str) -> None:
+    """Refuse a reporter whose package is missing before the run writes anything (fednlp/run/preflight.py)."""
+    if report_to == "tensorboard":
+        _summary_writer_class()
+
+
+def tensorboard_writer(log_dir: str, purge_step: int | None = None) -> Any:
+    """A SummaryWriter on `log_dir`. `purge_step` S: the events of steps S and later that an earlier, killed
+    process wrote are hidden from TensorBoard (a resumed run writes those steps again)."""
+    return _summary_writer_class()(log_dir=log_dir, purge_step=purge_step)
 
 
 REPORTERS = ("none", "tensorboard")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from fednlp.fairness.augment import CopySelection
 from fednlp.federation.clients import ClientData
 from fednlp.federation.continual import ContinualOptions, ContinualSchedule, order_field
 from fednlp.tasks.base import Features
@@ -20,8 +21,9 @@ class StaticClientData:
 
     schedule: ContinualSchedule | None = None
 
-    def __init__(self, clients: ClientData, features: Features):
+    def __init__(self, clients: ClientData, features: Features, copies: CopySelection | None = None):
         self.clients, self.features = clients, features
+        self.copies = copies or CopySelection(1.0, 0)  # --augment-fraction (fednlp/fairness/augment.py)
         self._rows: dict[tuple[int, int], np.ndarray] = {}
 
     def period(self, round_idx: int) -> int:
@@ -33,10 +35,11 @@ class StaticClientData:
         return self.clients.train[client]
 
     def rows(self, client: int, round_idx: int) -> np.ndarray:
-        """The feature rows the client trains on in round `round_idx` (computed once per period)."""
+        """The feature rows the client trains on in round `round_idx` (computed once per period): its examples'
+        rows and, with --augment counterfactual, the kept swapped copies of exactly those rows."""
         key = (client, self.period(round_idx))
         if key not in self._rows:
-            self._rows[key] = self.features.rows_of(self.examples(*key))
+            self._rows[key] = self.copies.rows(self.features, self.features.rows_of(self.examples(*key)), *key)
         return self._rows[key]
 
     def sizes(self, round_idx: int) -> np.ndarray:
@@ -47,8 +50,9 @@ class StaticClientData:
 class ContinualClientData(StaticClientData):
     """--continual: in period t a client holds its examples of periods 0..t, at most --storage-limit of them."""
 
-    def __init__(self, clients: ClientData, features: Features, schedule: ContinualSchedule):
-        super().__init__(clients, features)
+    def __init__(self, clients: ClientData, features: Features, schedule: ContinualSchedule,
+                 copies: CopySelection | None = None):
+        super().__init__(clients, features, copies)
         self.schedule = schedule
         self._sizes: dict[int, np.ndarray] = {}
 
@@ -68,8 +72,9 @@ class ContinualClientData(StaticClientData):
 def client_data(config: Any, data: Any, features: Features, clients: ClientData) -> StaticClientData:
     """The run's provider: continual when --continual is on (the schedule read from the data's order field)."""
     options: ContinualOptions = config.continual
+    copies = CopySelection.of(config)
     if not options.enabled:
-        return StaticClientData(clients, features)
+        return StaticClientData(clients, features, copies)
     schedule = ContinualSchedule.from_data(order_field(data.fields, config.data), options.periods,
                                            options.rounds_per_period, options.storage_limit)
-    return ContinualClientData(clients, features, schedule)
+    return ContinualClientData(clients, features, schedule, copies)

@@ -33,12 +33,16 @@ class ContinualOptions:
                                        "(default: unlimited)")
 
     def validate(self) -> None:
-        """The numbers themselves (positive, finite) are checked with every option (fednlp/config_checks.py)."""
+        """The numbers themselves (positive, finite) and --periods, ... without --continual are checked with
+        every option (fednlp/config_checks.py CONTEXTS)."""
+        if self.enabled and (self.periods is None or self.rounds_per_period is None):
+            raise UserError("--continual needs --periods P and --rounds-per-period R")
+
+    def check_data(self, fields: dict, data_path: str) -> None:
+        """With --continual: the data has an order field that can be cut into --periods (the schedule the run
+        will build, built once before the run directory is made, so a refusal leaves nothing behind)."""
         if self.enabled:
-            if self.periods is None or self.rounds_per_period is None:
-                raise UserError("--continual needs --periods P and --rounds-per-period R")
-        elif self.periods is not None or self.rounds_per_period is not None or self.storage_limit is not None:
-            raise UserError("--periods, --rounds-per-period and --storage-limit apply only with --continual true")
+            period_of_examples(order_field(fields, data_path), self.periods)  # type: ignore[arg-type]
 
     @property
     def rounds(self) -> int | None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from fednlp.errors import RunDiverged
+
 # The runtime's own sums, after the update and before the algorithm's slots: a stop vote (a rank that got
 # SIGINT/SIGTERM), the weighted training loss and its weight, the sampler's weight of the clients that came,
 # and the clients left out for a non-finite loss or update.
@@ -49,3 +51,15 @@ class RoundBuffer:
     def slot_sums(self) -> dict[str, float]:
         """The algorithm's slots summed over every client of every rank (after `allreduce`)."""
         return dict(zip(self.slot_index, self.buffer[self.numel + RUNTIME_SLOTS :].double().tolist()))
+
+
+def skipped_clients(totals: list[float], cohort_size: int, round_idx: int, on_nonfinite: str) -> int:
+    """The round's clients left out for a non-finite loss or update (totals: `RoundBuffer.allreduce`'s sums).
+    Under --on-nonfinite skip-client a round that left out every client of its cohort trained nothing: the run
+    has diverged (exit 3), as under stop, rather than finishing with exit 0 and a model nobody trained."""
+    skipped = int(round(totals[NONFINITE]))
+    if on_nonfinite != "stop" and skipped and skipped >= cohort_size:
+        raise RunDiverged(f"round {round_idx + 1}: every one of its {cohort_size} clients had a non-finite loss or "
+                          "update (NaN or infinity), so --on-nonfinite skip-client left nothing to aggregate; the "
+                          "run stopped and keeps its last finite checkpoint (expected e.g. a smaller --lr)")
+    return skipped

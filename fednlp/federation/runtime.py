@@ -36,8 +36,9 @@ from fednlp.federation.clients import ClientData, clients_to_evaluate, read_clie
 from fednlp.federation.communicator import make_communicator
 from fednlp.federation.evaluations import RoundEvaluations
 from fednlp.federation.flat import FlatParameters
-from fednlp.federation.round_buffer import LOSS, LOSS_WEIGHT, NONFINITE, PLANNED_WEIGHT, STOP, RoundBuffer
+from fednlp.federation.round_buffer import LOSS, LOSS_WEIGHT, NONFINITE, PLANNED_WEIGHT, STOP, RoundBuffer, skipped_clients
 from fednlp.federation.local_batches import local_batches
+from fednlp.federation.parallel_clients import ParallelClients
 from fednlp.federation.round_plan import RoundPlan, eligible_clients, plan_round, sampling_pool
 from fednlp.federation.signals import StopFlag, stop_on_signals
 from fednlp.files import file_sha256
@@ -103,6 +104,7 @@ class Federation:
         self.client_updates = make_client_updates(session.model, self.flat, self.global_flat, self.config, algorithm)
         self.sparse = self.client_updates.sparse
         self.data = client_data(self.config, session.data, session.features, clients)
+        self.parallel = ParallelClients(self)  # --parallel-clients: N clients of a round trained at once
         self.evaluations = RoundEvaluations.of(session, clients_to_evaluate(self.config.eval_clients, clients,
                                                                             self.config.seed), self.data.schedule)
         self.history: list[dict[str, Any]] = []  # every round's record so far (checkpointed)
@@ -148,11 +150,11 @@ class Federation:
         return {**({} if clients_block is None else {"clients": clients_block}), "partition_method": config.method,
                 "partition_sha256": file_sha256(str(config.partition)), "algorithm": config.algorithm, "sampler": config.sampler, "rounds": config.rounds,
                 "clients_per_round": config.clients_per_round, "n_clients": self.clients.n_clients,
-                "holdout_clients": self.held_out.tolist(),
+                "holdout_clients": self.held_out.tolist(), "parallel_clients": self.parallel.record(),
                 # plans are pure: a resumed run gets the same list
                 "clients_trained": sorted(set().union(*(self.plan(r).active for r in range(config.rounds)))),
                 "round_loop_s": round(self.round_loop_s, 3),
-                "local_steps_total": int(sum(session.comm.allgather(self.trainer.steps_done))),
+                **self.trainer.totals(session.comm),
                 "timing_s": {k: round(v, 4) for k, v in sorted(session.timer.seconds.items())}}
 
     def run_round(self, round_idx: int, stop_requested: Callable[[], bool] = lambda: False
@@ -168,7 +170,7 @@ class Federation:
         if stop_requested():
             self.buffer.sums[STOP] = 1.0
         totals = self.buffer.allreduce(self.session.comm)
-        skipped = int(round(totals[NONFINITE]))
+        skipped = skipped_clients(totals, len(plan.active), round_idx, self.config.on_nonfinite)  # all: exit 3
         if skipped and self.config.on_nonfinite == "stop":
             self._diverged(round_idx, nonfinite)
         ctx = plan.context.with_sums(self.buffer.slot_sums())
@@ -187,20 +189,17 @@ class Federation:
         """This rank's share of the round: each client trained, passed to the algorithm's hook and added into
         the buffer; returns the clients left out for a non-finite loss or update."""
         sums, nonfinite = self.buffer.sums, []
-        for client in plan.shares[self.session.comm.rank]:
-            if client not in plan.active:
-                continue
-            update = self.train_client(client, plan)
+        for update in self.parallel.updates(plan, self.session.comm.rank):  # one by one, or N at once
             start = time.perf_counter()
             if not (math.isfinite(update.loss_mean) and update.is_finite()):
-                nonfinite.append(client)  # left out of the aggregate; the round stops or skips it
+                nonfinite.append(update.client)  # left out of the aggregate; the round stops or skips it
                 sums[NONFINITE] += 1
             else:
                 self.algorithm.process_client_update(update, plan.context)
                 self.client_updates.accumulate(self.buffer.updates, update.weight, update.parts)
                 sums[LOSS] += update.weight * update.loss_mean
                 sums[LOSS_WEIGHT] += update.weight
-                sums[PLANNED_WEIGHT] += plan.weight_of(client)
+                sums[PLANNED_WEIGHT] += plan.weight_of(update.client)
             self.session.timer.add("aggregation", start)
         return nonfinite
 

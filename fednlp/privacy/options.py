@@ -33,8 +33,9 @@ def parse_clip(text: str | None) -> float | None:
     return clip
 
 
-#: --dp-grad-sample: Opacus's per-example gradients (hooks) or its ghost clipping (norms only).
-GRAD_SAMPLE_MODES = ("hooks", "ghost")
+#: --dp-grad-sample: Opacus's per-example gradients (hooks), its ghost clipping (norms only), or torch.func's
+#: vmap of grad over the trainable weights (func: fednlp/privacy/per_example.py).
+GRAD_SAMPLE_MODES = ("hooks", "ghost", "func")
 
 
 @dataclass
@@ -60,7 +61,8 @@ class DPOptions:
                                            "deployment's (--dp-epsilon calibrates the deployment's)")
     grad_sample: str = option("--dp sample: per-example clipping by Opacus's per-example gradients (hooks) or by "
                               "ghost clipping (ghost: per-example norms without the gradients, two backward "
-                              "passes; docs/privacy.md)", default="hooks")
+                              "passes), or by torch.func (func: vmap of grad over the trainable weights only; "
+                              "docs/privacy.md)", default="func")
     release: bool = option("a DP release: the run directory holds only protected outputs (no train_loss, per-client "
                            "values or checkpoints) and the noise is seeded from OS entropy, not --seed "
                            "(docs/privacy.md)", default=False)
@@ -72,7 +74,9 @@ class DPOptions:
         return self.mechanism != NONE
 
     def validate(self, config: Any) -> None:
-        """What every mechanism shares, then the mechanism's own checks; `config` is the run (TrainConfig)."""
+        """What every mechanism shares, then the mechanism's own checks; `config` is the run (TrainConfig).
+        Each number's range (--dp-noise-cohort-size positive, ...) and each option used only with --dp (or
+        with one mechanism, or --dp-clip adaptive) are checked with every option (fednlp/config_checks.py)."""
         choices = dp_choices()
         if self.mechanism not in choices:
             raise UserError(f"--dp must be one of {', '.join(choices)}, got {self.mechanism!r}")
@@ -96,16 +100,13 @@ class DPOptions:
                             "(the noise std is Z C)")
         if clip is None:
             self._check_adaptive(mechanism)
-        if self.noise_cohort_size is not None and self.noise_cohort_size <= 0:
-            raise UserError(f"--dp-noise-cohort-size must be positive, got {self.noise_cohort_size}")
         if self.grad_sample not in GRAD_SAMPLE_MODES:
             raise UserError(f"--dp-grad-sample must be one of {', '.join(GRAD_SAMPLE_MODES)}, got {self.grad_sample!r}")
         mechanism.check(self, config)
 
     def _check_release(self, config: Any) -> None:
-        """--dp-release writes only protected outputs: refuse the options whose outputs are not."""
-        if not self.enabled:
-            raise UserError("--dp-release needs --dp client or --dp sample (a release of what?)")
+        """--dp-release writes only protected outputs: refuse the options whose outputs are not (without --dp it
+        is refused with every option out of its context: fednlp/config_checks.py CONTEXTS)."""
         unprotected = [("--eval-clients", "per-client test metrics and example counts (clients.csv)")
                        if getattr(config, "eval_clients", None) is not None else None,
                        ("--checkpoint-every", "checkpoints (weights, history and the clip before each round)")

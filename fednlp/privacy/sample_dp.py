@@ -6,15 +6,17 @@ gradients and the clip/noise step are Opacus's (GradSampleModule hooks, DPOptimi
 Composed over any server algorithm by `with_sample_dp`; the server side is unchanged (a client's update is
 a post-processing of its DP-SGD steps).
 
-Two ways to clip each example (--dp-grad-sample): `hooks` materialises every per-example gradient (Opacus's
+Three ways to clip each example (--dp-grad-sample): `hooks` materialises every per-example gradient (Opacus's
 GradSampleModule); `ghost` (Opacus's ghost clipping, Li et al. 2022 / Bu et al. 2023) computes only each
 example's gradient norm from the layer's activations and output gradients, then backpropagates the
 per-example losses weighted by their clip factors, so the clipped sum arrives in `.grad` without any
-per-example gradient. Same clipped sum, same noise draws. Both modes clip the gradient of the task's
-per-example loss (`Task.example_losses`: each row's own loss, a mean over ITS tokens for the token-level heads),
-never the batch loss: a batch-wide token mean would weigh a row by its share of the batch's tokens, so one
-row's clipped gradient would depend on the other rows' lengths and adding one example could move the clipped
-sum by more than C (the sensitivity the accountant assumes).
+per-example gradient; `func` takes the per-example gradients of the trainable weights only by torch.func (vmap
+of grad, fednlp/privacy/per_example.py), clips and sums them into `.grad`. Same clipped sum, same noise draws
+(ghost and func share the optimizer that reads the clipped sum from `.grad`). Every mode clips the gradient of
+the task's per-example loss (`Task.example_losses`: each row's own loss, a mean over ITS tokens for the
+token-level heads), never the batch loss: a batch-wide token mean would weigh a row by its share of the batch's
+tokens, so one row's clipped gradient would depend on the other rows' lengths and adding one example could move
+the clipped sum by more than C (the sensitivity the accountant assumes).
 
 Overriding the client optimizer switches the sparse embedding path off (fednlp/federation/client_updates.py),
 as it must: noise touches every row.
@@ -36,6 +38,7 @@ from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClippi
 
 from fednlp.algorithms.interface import Algorithm
 from fednlp.errors import UserError
+from fednlp.privacy.per_example import PerExampleClipping
 from fednlp.run.random_streams import Stream, round_generator
 from fednlp.privacy.client_dp import finite_or_none
 from fednlp.privacy.release import scrub_round
@@ -68,18 +71,19 @@ class SampleDP(Algorithm):
     client's batches, model hooks, optimizer and backward pass are DP-SGD's; the server side is the algorithm's."""
 
     dp: ClassVar[SampleDPSettings]
-    ghost: ClassVar[bool] = False  # --dp-grad-sample ghost: Opacus's ghost clipping, else its per-example hooks
+    grad_sample: ClassVar[str] = "hooks"  # --dp-grad-sample: hooks, ghost or func (the module's docstring)
     ledger: SampleLedger  # set by privatize (fednlp/privacy/plan.py): every client's rate and steps
 
     def __init__(self, config: Any):
         super().__init__(config)  # type: ignore[call-arg]
         self._grad_sample_module: GradSampleModule | GradSampleModuleFastGradientClipping | None = None
+        self.per_example: PerExampleClipping | None = None  # --dp-grad-sample func
         self.optimizer: PoissonDPOptimizer | PoissonGhostDPOptimizer | None = None
         self.noise_seed: int | None = None  # --dp-release: OS entropy (PrivacyPlan.start); else --seed
 
     def check_model(self, model: torch.nn.Module) -> None:
         """Refuse, before the run writes anything, a model this mode cannot clip per example."""
-        if self.ghost and (len(list(model.named_parameters(remove_duplicate=False)))
+        if self.grad_sample == "ghost" and (len(list(model.named_parameters(remove_duplicate=False)))
                            > len(list(model.parameters()))):
             raise UserError("--dp-grad-sample ghost: this model ties weights (e.g. GPT-2's input and output "
                             "embeddings), which Opacus's ghost clipping does not support; use --dp-grad-sample hooks")
@@ -88,7 +92,10 @@ class SampleDP(Algorithm):
         """Called by the local trainer before it asks for the optimizer: Opacus's forward/backward hooks on
         the model's trainable layers (it keeps being called directly; hooks are idle in eval and no_grad)."""
         self.check_model(model)
-        if self.ghost:
+        if self.grad_sample == "func":  # no hooks: each step's per-example gradients come from torch.func
+            self.per_example = PerExampleClipping(model, self.dp.clip)
+            return
+        if self.grad_sample == "ghost":
             self._grad_sample_module = GradSampleModuleFastGradientClipping(
                 model, batch_first=True, loss_reduction="mean", max_grad_norm=self.dp.clip, use_ghost_clipping=True)
         else:
@@ -106,7 +113,8 @@ class SampleDP(Algorithm):
             config = self.config  # type: ignore[attr-defined]
             kind = torch.optim.SGD if config.optimizer == "sgd" else torch.optim.AdamW
             inner = kind(params, lr=config.lr, weight_decay=config.weight_decay)
-        kind = PoissonGhostDPOptimizer if self.ghost else PoissonDPOptimizer
+        # ghost and func leave the clipped sum in .grad; hooks leave per-example gradients for DPOptimizer to clip
+        kind = PoissonDPOptimizer if self.grad_sample == "hooks" else PoissonGhostDPOptimizer
         self.optimizer = kind(inner, noise_multiplier=self.dp.noise_multiplier, max_grad_norm=self.dp.clip,
                               expected_batch_size=self.dp.batch_size, loss_reduction="mean")
         return self.optimizer
@@ -115,11 +123,21 @@ class SampleDP(Algorithm):
         """An empty Poisson batch still takes its noisy step (PoissonDPOptimizer below)."""
         self.optimizer.step_without_examples()
 
+    def example_losses(self, task: Any, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """func: the per-example gradients, clipped and summed into `.grad`, with the losses in the same pass
+        (then `backward` has nothing left to do); hooks and ghost: the task's losses, backpropagated next."""
+        if self.per_example is not None:
+            return self.per_example.clipped_sum(task, batch)
+        return task.example_losses(model, batch)
+
     def backward(self, example_losses: torch.Tensor) -> None:
-        """Hooks: the mean of the rows' own losses, whose per-example gradients (Opacus rescales a "mean" loss
-        by the batch size) are each row's own. Ghost clipping: two backward passes, the per-example norms, then
-        the losses weighted by their clip factors min(1, C / norm), which leaves the clipped sum in `.grad`."""
-        if not self.ghost:
+        """func: nothing (`example_losses` left the clipped sum in `.grad`). Hooks: the mean of the rows' own
+        losses, whose per-example gradients (Opacus rescales a "mean" loss by the batch size) are each row's own.
+        Ghost clipping: two backward passes, the per-example norms, then the losses weighted by their clip factors
+        min(1, C / norm), which leaves the clipped sum in `.grad`."""
+        if self.grad_sample == "func":
+            return
+        if self.grad_sample == "hooks":
             example_losses.mean().backward()
             return
         DPTensorFastGradientClipping(self._grad_sample_module, self.optimizer, example_losses, "mean").backward()
@@ -165,7 +183,7 @@ def client_steps(n_rows: int, dp: SampleDPSettings) -> int:
     return max(1, math.ceil(epochs * n_rows / max(1, min(dp.batch_size, n_rows))))
 
 def with_sample_dp(algorithm_cls: type, settings: SampleDPSettings) -> type:
-    """`algorithm_cls` with DP-SGD in every client: the trainer hands `backward` each row's own loss (both
-    modes), never the batch loss."""
+    """`algorithm_cls` with DP-SGD in every client: the trainer hands `backward` each row's own loss (every
+    mode), never the batch loss."""
     return type(f"{algorithm_cls.__name__}WithSampleDP", (SampleDP, algorithm_cls),
-                {"dp": settings, "per_example_loss": True, "ghost": settings.grad_sample_mode == "ghost"})
+                {"dp": settings, "per_example_loss": True, "grad_sample": settings.grad_sample_mode})

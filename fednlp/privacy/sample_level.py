@@ -21,6 +21,12 @@ from fednlp.privacy.sample_dp import with_sample_dp
 from fednlp.privacy.settings import SampleDPSettings
 
 
+#: --dp-grad-sample -> how result.json's DP record names the per-example clipping.
+CLIPPING = {"hooks": "by Opacus (GradSampleModule hooks: per-example gradients)",
+            "ghost": "by Opacus (ghost clipping: per-example norms, clip-weighted losses backpropagated)",
+            "func": "by torch.func (vmap of grad over the trainable weights: per-example gradients)"}
+
+
 @register_dp_mechanism("sample")
 class SampleLevel(DPMechanism):
     help = "DP-SGD inside each client"
@@ -97,9 +103,7 @@ class SamplePlan(PrivacyPlan):
                            for c in trained]
         return {
             "mechanism": "DP-SGD (Abadi et al. 2016) in every client: per-example clipping and Gaussian noise each "
-                         "local step, per-example clipping by Opacus ("
-                         + ("ghost clipping: per-example norms, clip-weighted losses backpropagated)"
-                            if s.grad_sample_mode == "ghost" else "GradSampleModule hooks: per-example gradients)"),
+                         "local step, per-example clipping " + CLIPPING[s.grad_sample_mode],
             "clip": s.clip, "per_example_clipping": s.grad_sample_mode, "sampling": "poisson",
             "sampling_description": "Poisson batches in each client at rate q_k = min(1, batch_size / n_k)",
             "q": float(ledger.rates[worst]) if worst is not None else None,

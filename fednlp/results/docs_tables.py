@@ -10,6 +10,8 @@ directories, relative to the page):
 `update_docs` rewrites every such block from its records; `--check` only says which blocks differ (a test
 runs it on docs/results.md, so a table edited by hand, or records changed without the table, fail it). A table
 whose records were never kept is marked "no record" in the page instead, and is not between markers.
+A study's findings table sits between `<!-- findings: FILE -->` and `<!-- end findings -->` markers and is
+rebuilt the same way from its questions file (fednlp/results/findings.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from fednlp.errors import UserError
 from fednlp.files import atomic_write_text
 
 BLOCK = re.compile(r"(<!-- table: (?P<runs>[^>]+?) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
+#: A study's findings table (fednlp/results/findings.py): its questions answered from the records.
+FINDINGS = re.compile(r"(<!-- findings: (?P<runs>[^>]+?) -->\n)(?P<body>.*?)(<!-- end findings -->)", re.S)
 
 
 def table_text(runs: Path, chance_data: list[str] | None = None) -> str:
@@ -45,7 +49,15 @@ def regenerated(doc: str | os.PathLike, chance_data: list[str] | None = None) ->
             changed.append(match["runs"].strip())
         return match.group(1) + body + match.group(4)
 
-    new = BLOCK.sub(rebuild, text)
+    def rebuild_findings(match: re.Match) -> str:
+        from fednlp.results.findings import findings_table
+
+        body = findings_table((path.parent / match["runs"].strip()).resolve())
+        if body != match["body"]:
+            changed.append(match["runs"].strip())
+        return match.group(1) + body + match.group(4)
+
+    new = FINDINGS.sub(rebuild_findings, BLOCK.sub(rebuild, text))
     if "<!-- table:" in text and not BLOCK.search(text):
         raise UserError(f"{doc}: a '<!-- table: RUNS -->' marker has no '<!-- end table -->' after it")
     return text, new, changed

@@ -1,9 +1,11 @@
 """`fednlp leaderboard`: read every run under a directory, one row per experiment, the gap to centralized.
 
-A row is one experiment: runs whose resolved configs agree on everything but the seed and the output paths,
-on the data and partition files' checksums, and on task, dataset, model, partition method, algorithm and
-metric. Only such runs (seeds) are averaged; settings that differ between rows become columns, so a FedProx
-with mu 0.01 and one with mu 1.0 are two rows with a `mu` column.
+A row is one experiment: runs whose resolved configs agree on everything but the seed, the output paths and
+the settings that only change what a run prints or logs (PRESENTATION_ONLY), on the data and partition files'
+checksums, and on task, dataset, model, partition method, algorithm and metric. Only such runs (seeds) are
+averaged, each seed once (a repeated seed is listed under the table, not averaged: it would shrink the std);
+settings that differ between rows become columns, so a FedProx with mu 0.01 and one with mu 1.0 are two rows
+with a `mu` column.
 
 Each federated row is compared with a centralized row trained on the same data file with the same model
 settings and the same budget (examples seen), the comparison the FedNLP benchmark (Lin et al., 2022,
@@ -17,7 +19,6 @@ than a constant predictor on the same test split are marked ≈chance (fednlp/re
 from __future__ import annotations
 
 import csv
-import html
 import io
 import math
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from fednlp.errors import UserError
-from fednlp.files import atomic_write_text
+from fednlp.files import atomic_write_text, check_output
 from fednlp.results.run_files import RESULT, RunDirectory
 from fednlp.results.chance import AT_CHANCE, SINGLE_SEED_TOLERANCE, chance_table, with_chance
 from fednlp.results.run_result import RunResult, is_number
@@ -46,8 +47,10 @@ REQUIRED_STR = ("task", "dataset", "model", "algorithm", "metric")
 OPTIONAL_STATS = {
     "clients_worst10_mean": ("clients", "worst10_mean"),
     "clients_std": ("clients", "std"),
-    "dp_epsilon": ("dp", "epsilon"),
-    "dp_delta": ("dp", "delta"),
+    # What the run reached, named apart from the budget asked (the dp_epsilon/dp_delta settings, shown as
+    # SETTING_HEADERS says): both are columns of a table comparing DP runs.
+    "dp_epsilon_spent": ("dp", "epsilon"),
+    "dp_delta_spent": ("dp", "delta"),
     "dp_epsilon_heuristic": ("dp", "epsilon_heuristic"),  # --dp-accept-sampler-bound: no proven epsilon
     "mia_auc": ("audit", "mia_auc"),
     "mia_tpr_at_1pct_fpr": ("audit", "mia_tpr_at_1pct_fpr"),
@@ -55,9 +58,17 @@ OPTIONAL_STATS = {
     "canary_extraction_rate": ("audit", "canary_extraction_rate"),
     "flip_rate": ("fairness", "flip_rate"),
 }
+# Config keys (fednlp/config.py) that only change what a run prints, logs or writes beside its result, never the
+# result: the progress bar, the TensorBoard log, how evaluation is batched (the same examples, the same model:
+# the same scores), whether the model and checkpoints are saved. Runs that differ only in them are seeds of one
+# experiment, and a federated row keeps its centralized baseline whatever they are.
+PRESENTATION_ONLY = frozenset({"quiet", "report_to", "eval_batch_size", "save_model", "checkpoint_every"})
 # Config keys that cannot change a result: the seed (runs that differ only in it are averaged), where the
-# run writes, and the input paths, which the data and partition checksums replace.
-NOT_SETTINGS = frozenset({"seed", "out", "overwrite", "resume", "checkpoint_every", "config", "data", "partition"})
+# run writes, the input paths, which the data and partition checksums replace, and PRESENTATION_ONLY.
+NOT_SETTINGS = frozenset({"seed", "out", "overwrite", "resume", "config", "data", "partition"}) | PRESENTATION_ONLY
+# Settings shown under another name, where the config's name would read as a result column: the DP budget
+# asked (--dp-epsilon, --dp-delta) beside what the run spent (OPTIONAL_STATS).
+SETTING_HEADERS = {"dp_epsilon": "dp_epsilon_budget", "dp_delta": "dp_delta_budget"}
 PATH_SUFFIXES = ("_dir", "_path", "_file")
 # Settings a centralized baseline may differ in from the federated row it is compared with: the training
 # recipe (each side is tuned on its own) and how evaluation is batched or scheduled. Everything else both
@@ -125,6 +136,7 @@ class Row:
     is_best: bool = False
     chance: float | None = None  # a constant predictor's score on the test split (fednlp/results/chance.py)
     at_chance: bool = False  # value within the row's spread of chance
+    repeats: tuple[ScoredRun, ...] = ()  # runs of a seed already counted (same experiment, same seed): not averaged
 
     @property
     def n_runs(self) -> int:
@@ -216,6 +228,9 @@ def run_settings(result: RunResult) -> dict[str, Any]:
 
 
 def _examples_seen(result: RunResult) -> int | None:
+    """The rows trained on; older records, without the count, as steps x batch (a partial batch counted whole)."""
+    if is_number(result.local_examples_total):
+        return int(result.local_examples_total)
     steps, batch = result.local_steps_total, result.config.get("batch_size")
     return int(steps * batch) if is_number(steps) and is_number(batch) else None
 
@@ -245,14 +260,30 @@ def leaderboard_rows(runs: list[ScoredRun]) -> list[Row]:
     groups: dict[tuple, list[ScoredRun]] = {}
     for run in runs:
         groups.setdefault(run.fingerprint, []).append(run)
-    rows = sorted((_aggregate(g) for g in groups.values()), key=_row_key)
+    rows = sorted((_aggregate(*one_per_seed(g)) for g in groups.values()), key=_row_key)
     rows = [replace(r, number=i) for i, r in enumerate(rows, 1)]
     centralized = [r for r in rows if r.is_centralized]
     rows = [r if r.is_centralized else _with_gap(r, _baseline(r, centralized)) for r in rows]
     return _mark_best(rows)
 
 
-def _aggregate(runs: list[ScoredRun]) -> Row:
+def one_per_seed(runs: list[ScoredRun]) -> tuple[list[ScoredRun], list[ScoredRun]]:
+    """(the runs counted, the repeats): of the runs of one experiment that used the same seed, the first by
+    path is counted and the others are repeats. The same seed is the same experiment run again (or, on a
+    non-deterministic device, the same draw of the data order and initialisation): averaging it as another
+    seed would claim a spread over seeds that was never measured. A run that records no seed counts as its own."""
+    counted: dict[Any, ScoredRun] = {}
+    repeats = []
+    for run in sorted(runs, key=lambda r: r.run_dir):
+        key = run.run_dir if run.seed is None else ("seed", run.seed)
+        if key in counted:
+            repeats.append(run)
+        else:
+            counted[key] = run
+    return list(counted.values()), repeats
+
+
+def _aggregate(runs: list[ScoredRun], repeats: list[ScoredRun] = ()) -> Row:
     first = runs[0]
     values = [r.value for r in runs]
     times = [r.wall_time_s for r in runs if is_number(r.wall_time_s)]
@@ -272,6 +303,7 @@ def _aggregate(runs: list[ScoredRun]) -> Row:
         stats=stats,
         wall_time_s=statistics.fmean(times) if times else None,
         runs=tuple(runs),
+        repeats=tuple(repeats),
     )
 
 
@@ -340,10 +372,17 @@ def chance_columns(rows: list[Row]) -> list[str]:
     return list(CHANCE_COLUMNS) if any(r.chance is not None for r in rows) else []
 
 
+def setting_header(key: str) -> str:
+    """A setting's column name: SETTING_HEADERS's, and never the name of another column (a config key named
+    like a result column gets `_setting` appended)."""
+    name = SETTING_HEADERS.get(key, key)
+    return f"{name}_setting" if name in (*COLUMNS, *CHANCE_COLUMNS, *OPTIONAL_STATS) else name
+
+
 def columns_of(rows: list[Row]) -> list[str]:
     value_std = TAIL_COLUMNS.index("std") + 1
-    return [*HEAD_COLUMNS, *setting_columns(rows), *TAIL_COLUMNS[:value_std], *chance_columns(rows),
-            *TAIL_COLUMNS[value_std:], *stat_columns(rows)]
+    return [*HEAD_COLUMNS, *map(setting_header, setting_columns(rows)), *TAIL_COLUMNS[:value_std],
+            *chance_columns(rows), *TAIL_COLUMNS[value_std:], *stat_columns(rows)]
 
 
 # ---------------------------------------------------------------- rendering
@@ -389,25 +428,72 @@ def render(rows: list[Row], fmt: str) -> str:
     if fmt == "csv":
         return _csv(rows)
     if fmt == "html":
-        return _html(rows)
+        from fednlp.results.leaderboard_html import html_page
+
+        return html_page(rows)
     raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
 
 
-def _table(rows: list[Row], human: bool) -> tuple[list[str], list[list[str]]]:
+def table(rows: list[Row], human: bool) -> tuple[list[str], list[list[str]]]:
+    """The header and the cells of every row: numbers formatted for people (`human`) or for a program."""
     settings, stats, chance = setting_columns(rows), stat_columns(rows), bool(chance_columns(rows))
     return columns_of(rows), [_cells(r, settings, stats, human, chance) for r in rows]
 
 
 def _markdown(rows: list[Row]) -> str:
-    header, body = _table(rows, human=True)
+    header, body = table(rows, human=True)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
-    return "\n".join(lines) + "\n" + NOTE + (CHANCE_NOTE if chance_columns(rows) else "")
+    notes = "".join(dict.fromkeys(metric_note(rows, m, g) for m, g in metric_scales(rows)))
+    return ("\n".join(lines) + "\n" + notes + (CHANCE_NOTE if chance_columns(rows) else "")
+            + repeats_note(rows))
 
 
-NOTE = ("\nValues are fractions in [0, 1] (mean over the row's runs, which differ only in the seed; std over "
-        "seeds). gap = row - baseline, the centralized row named in `baseline` (same data, model settings and "
-        "examples seen), signed so that negative is worse; `best`: the best federated row of its block.\n")
+_FRACTION_NOTE = ("\n{subject} fractions in [0, 1] (mean over the row's runs, which differ only in the seed; std "
+                  "over seeds). gap = row - baseline, the centralized row named in `baseline` (same data, model "
+                  "settings and examples seen), signed so that negative is worse; `best`: the best federated row of "
+                  "its block.\n")
+NOTE = _FRACTION_NOTE.format(subject="Values are")
+LOWER_NOTE = ("\n{metric}: values in the metric's own units, lower is better (mean over the row's runs, which "
+              "differ only in the seed; std over seeds). gap = baseline - row, the centralized row named in "
+              "`baseline` (same data, model settings and examples seen), so that negative is worse; `best`: the "
+              "lowest federated row of its block.\n")
+
+
+def metric_scales(rows: list[Row]) -> list[tuple[str, bool]]:
+    """(metric, greater_is_better) of the rows, in table order, each once."""
+    return list(dict.fromkeys((r.metric, r.greater_is_better) for r in rows))
+
+
+def metric_note(rows: list[Row], metric: str, greater_is_better: bool) -> str:
+    """The note on one metric's values: fractions in [0, 1], or the metric's own units where lower is better
+    (perplexity). NOTE alone when every metric of the table is a fraction."""
+    if not greater_is_better:
+        return LOWER_NOTE.format(metric=metric)
+    if all(g for _, g in metric_scales(rows)):
+        return NOTE
+    fractions = ", ".join(m for m, g in metric_scales(rows) if g)
+    return _FRACTION_NOTE.format(subject=f"{fractions}: values are")
+
+
+def repeats_note(rows: list[Row]) -> str:
+    """Which runs repeated a seed already counted (one_per_seed), row by row; empty when none did."""
+    repeated = [r for r in rows if r.repeats]
+    if not repeated:
+        return ""
+    every = [run.run_dir for r in rows for run in (*r.runs, *r.repeats)]
+    root = Path(os.path.commonpath(every)) if len(every) > 1 else every[0].parent
+
+    def name(run: ScoredRun) -> str:
+        return run.run_dir.relative_to(root).as_posix() if run.run_dir != root else run.run_dir.name
+
+    lines = []
+    for row in repeated:
+        for run in row.repeats:
+            kept = next(k for k in row.runs if k.seed == run.seed)
+            lines.append(f"row {row.number}: {name(run)} repeats seed {run.seed} of {name(kept)}")
+    return ("\nRepeated seeds are counted once (the first run by path; `runs` counts seeds): "
+            + "; ".join(lines) + ".\n")
 
 
 CHANCE_NOTE = (f"\n`chance`: a constant predictor's score on the whole test split (majority class, all-O tags, empty "
@@ -416,41 +502,12 @@ CHANCE_NOTE = (f"\n`chance`: a constant predictor's score on the whole test spli
 
 
 def _csv(rows: list[Row]) -> str:
-    header, body = _table(rows, human=False)
+    header, body = table(rows, human=False)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(body)
     return buf.getvalue()
-
-
-def _html(rows: list[Row]) -> str:
-    from fednlp.results.plots import learning_curves_png
-
-    header, body = _table(rows, human=True)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
-    table = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body)
-    figures = []
-    for block in _blocks(rows):
-        title = f"{block[0].task} / {block[0].dataset} / {block[0].model}"
-        png = learning_curves_png(block, title)
-        if png is not None:
-            figures.append(f"<h3>{html.escape(title)}</h3>\n"
-                           f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}">')
-    return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>fednlp leaderboard</title>
-<style>body{{font-family:sans-serif}} table{{border-collapse:collapse}}
-th,td{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style></head>
-<body><h1>fednlp leaderboard</h1>
-<table>
-<tr>{head}</tr>
-{table}
-</table>
-<p>{html.escape(NOTE.strip())}</p>
-<h2>Learning curves</h2>
-{chr(10).join(figures) or "<p>No metrics.jsonl found.</p>"}
-</body></html>
-"""
 
 
 def marked_rows(root: str | os.PathLike, chance_data: list[str] | None = None) -> list[Row]:
@@ -459,21 +516,17 @@ def marked_rows(root: str | os.PathLike, chance_data: list[str] | None = None) -
     return with_chance(leaderboard_rows(runs), chance_table(root, runs, chance_data))
 
 
-def _blocks(rows: list[Row]) -> list[list[Row]]:
-    """Rows grouped by (task, dataset, model), in table order."""
-    blocks: dict[tuple, list[Row]] = {}
-    for row in rows:
-        blocks.setdefault((row.task, row.dataset, row.model), []).append(row)
-    return list(blocks.values())
-
-
 def write_leaderboard(root: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None,
                       plots: str | os.PathLike | None = None, chance_data: list[str] | None = None) -> str:
     """Render the leaderboard of every run under root; write it atomically to out when given, and the
     study's figures (fednlp.results.plots) as PNG files under plots when given. Returns the text. Rows get
-    their chance level from root/chance.json, or from the data files (the runs' own, or `chance_data`)."""
+    their chance level from root/chance.json, or from the data files (the runs' own, or `chance_data`).
+    Outputs are checked before any work (fednlp/files.py check_output): `out` must not be a directory or an
+    HDF5 file, `plots` not an existing file; a refusal is one line and writes nothing."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    check_output(out, {"--chance-data": chance_data}, "report")
+    check_output(plots, {"--chance-data": chance_data, "--out": out}, "directory", "--plots")
     rows = marked_rows(root, chance_data)
     text = render(rows, fmt)
     if out is not None:

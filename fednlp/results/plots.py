@@ -1,12 +1,19 @@
 """The study's figures, drawn from leaderboard rows: metric vs label-skew alpha per algorithm, learning curves,
-and the federated-centralized gap per task. Matplotlib's Agg canvas, never pyplot's global figure registry."""
+and the federated-centralized gap per task. Matplotlib's Agg canvas, never pyplot's global figure registry.
+
+Legends sit below the axes, inside the figure (constrained layout makes room for them: the figure grows with
+the legend instead of the axes shrinking), in TEXT_POINTS text at DPI: about 14 px where the image is shown at
+its own size, which the HTML leaderboard does for figures of FIGURE_WIDTH inches in a 1280 px window.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
+import math
 import os
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +22,15 @@ from fednlp.results.leaderboard import Row, ScoredRun, setting_columns, setting_
 from fednlp.results.run_files import RunDirectory
 
 ALPHA = re.compile(r"^niid_label_.*alpha=([0-9.eE+-]+)$")
+DPI = 100
+TEXT_POINTS = 10  # legend and tick labels; matplotlib's "x-small" at 90 dpi was about 8 px, too small to read
+FIGURE_WIDTH = 11.0  # inches: 1100 px at DPI, shown unscaled in a 1280 px browser window
+LINE_HEIGHT = 1.45 * TEXT_POINTS / 72  # inches per legend line
+
+
+def legend_pixels() -> float:
+    """The legend's text height in pixels where a figure is shown at its own size."""
+    return TEXT_POINTS * DPI / 72
 
 
 def row_label(row: Row, settings: list[str]) -> str:
@@ -33,43 +49,71 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.subplots(1, ncols, squeeze=False)[0]
 
 
+def legend_below(fig: Any, handles: list[Any], labels: list[str]) -> Any:
+    """One legend for the whole figure, below the axes, in as many columns as the longest label allows, a
+    label longer than the figure is wide wrapped onto several lines; the figure grows by the legend's height
+    so that the axes keep theirs."""
+    width, height = fig.get_size_inches()
+    char = 0.6 * TEXT_POINTS / 72  # inches per character, a little over DejaVu Sans's average
+    sample = 0.8  # inches: the line sample, its padding and the gap between columns
+    fits = max(20, int((width - sample) / char))  # characters per line of a one-column legend
+    labels = [textwrap.fill(label, fits, break_on_hyphens=False) for label in labels]
+    longest = max(len(line) for label in labels for line in label.splitlines())
+    ncol = max(1, min(len(labels), int(width // (longest * char + sample))))
+    lines = sum(max(label.count("\n") + 1 for label in labels[i:i + ncol]) for i in range(0, len(labels), ncol))
+    fig.set_size_inches(width, height + lines * LINE_HEIGHT + 0.2)
+    return fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=TEXT_POINTS, frameon=False)
+
+
 def _png(fig: Any) -> bytes:
-    fig.tight_layout()
     buf = io.BytesIO()
-    # The legends sit outside the axes (right of them): a tight bounding box keeps them in the image.
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
-def learning_curves(rows: list[Row], title: str) -> bytes | None:
-    """Primary metric vs round and vs wall time, one line per run; PNG bytes, or None without curves."""
-    fig, (by_round, by_time) = _figure(11, 4, ncols=2)
+def learning_curves_figure(rows: list[Row], title: str) -> Any | None:
+    """Primary metric vs round and vs wall time: one line per run, one colour and one legend entry per row (its
+    seeds); a matplotlib Figure, or None without curves."""
+    fig, (by_round, by_time) = _figure(FIGURE_WIDTH, 3.6, ncols=2)
     settings = setting_columns(rows)
-    drawn = False
-    for row in rows:
+    handles, labels = [], []
+    for i, row in enumerate(rows):
+        colour = f"C{i % 10}"
+        style = ("-", "--", ":", "-.")[i // 10 % 4]  # more rows than colours: the line style tells them apart
+        drawn = None
         for run in row.runs:
             points = read_curve(run)
-            label = " ".join(filter(None, [row_label(row, settings), run.partition_method, f"seed={run.seed}"]))
             rounds = [(p["round"], p[run.metric]) for p in points if isinstance(p.get("round"), (int, float))]
             times = [(p["elapsed_s"], p[run.metric]) for p in points if isinstance(p.get("elapsed_s"), (int, float))]
-            if rounds:
-                by_round.plot(*zip(*rounds), marker=".", label=label)
-            if times:
-                by_time.plot(*zip(*times), marker=".", label=label)
-            drawn = drawn or bool(rounds or times)
-    if not drawn:
+            for axes, xy in ((by_round, rounds), (by_time, times)):
+                if xy:
+                    (drawn,) = axes.plot(*zip(*xy), marker=".", color=colour, linestyle=style)
+        if drawn is not None:
+            seeds = f"{row.n_runs} seeds" if row.n_runs > 1 else f"seed {row.runs[0].seed}"
+            handles.append(drawn)
+            labels.append(" ".join(filter(None, [f"row {row.number}:", row_label(row, settings),
+                                                 row.partition_method, f"({seeds})"])))
+    if not handles:
         return None
     metric = rows[0].metric
     by_round.set(xlabel="round (epoch/step chunk for centralized)", ylabel=metric)
     by_time.set(xlabel="wall time (s)", ylabel=metric)
-    (by_time if by_time.lines else by_round).legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    for axes in (by_round, by_time):
+        axes.tick_params(labelsize=TEXT_POINTS)
+    legend_below(fig, handles, labels)
     fig.suptitle(title)
-    return _png(fig)
+    return fig
+
+
+def learning_curves(rows: list[Row], title: str) -> bytes | None:
+    """learning_curves_figure as PNG bytes, or None without curves."""
+    fig = learning_curves_figure(rows, title)
+    return None if fig is None else _png(fig)
 
 
 def learning_curves_png(rows: list[Row], title: str) -> str | None:
@@ -88,7 +132,7 @@ def metric_vs_alpha(rows: list[Row], title: str) -> bytes | None:
     alphas = sorted({float(ALPHA.match(r.partition_method).group(1)) for r in skewed})
     x_of = {a: i for i, a in enumerate(alphas)}
     uniform_x = len(alphas)
-    fig, (ax,) = _figure(7, 4.5)
+    fig, (ax,) = _figure(9, 4.5)
     settings = setting_columns(rows)
     lines: dict[str, list[tuple[float, float, float]]] = {}
     for row in federated:
@@ -107,7 +151,8 @@ def metric_vs_alpha(rows: list[Row], title: str) -> bytes | None:
         ax.annotate(f"centralized (row {base.number})", (0, base.value), fontsize="small", va="bottom")
     ax.set_xticks(range(len(alphas) + 1), [f"{a:g}" for a in alphas] + ["uniform"])
     ax.set(xlabel="label skew: Dirichlet alpha (smaller = more skewed)", ylabel=rows[0].metric, title=title)
-    ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    ax.tick_params(labelsize=TEXT_POINTS)
+    legend_below(fig, *ax.get_legend_handles_labels())
     return _png(fig)
 
 
@@ -120,25 +165,28 @@ def gaps(rows: list[Row]) -> bytes | None:
             blocks.setdefault((row.task, row.dataset, row.metric), []).append(row)
     if not blocks:
         return None
-    fig, axes = _figure(5.5 * len(blocks), 5, ncols=len(blocks))
+    fig, axes = _figure(6 * len(blocks), 2 + 0.3 * max(map(len, blocks.values())), ncols=len(blocks))
     for ax, ((task, dataset, metric), block) in zip(axes, blocks.items()):
         settings = setting_columns(block)  # what tells this task's rows apart, not what differs across tasks
         labels = [f"{row_label(r, settings)} | {r.partition_method}" for r in block]
         ax.barh(range(len(block)), [r.gap for r in block], xerr=[r.std or 0.0 for r in block], capsize=2)
-        ax.set_yticks(range(len(block)), labels, fontsize="x-small")
+        ax.set_yticks(range(len(block)), labels, fontsize=TEXT_POINTS)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set(title=f"{task} / {dataset}", xlabel=f"gap in {metric} (federated - centralized)")
     return _png(fig)
 
 
 def write_study_plots(rows: list[Row], directory: str | os.PathLike) -> list[Path]:
-    """learning_curves.png, metric_vs_alpha.png (when label-skew rows exist) and gap.png under directory;
+    """learning_curves.png, metric_vs_alpha.png (when label-skew rows exist), gap.png and curves_by_budget.png
+    (fednlp/results/curves.py) under directory;
     each written beside its target and renamed, so a reader never sees half a file. Returns the paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     title = ", ".join(sorted({f"{r.task} / {r.dataset} / {r.model}" for r in rows}))
+    from fednlp.results.curves import budget_curves
+
     figures = {"learning_curves.png": learning_curves(rows, title), "metric_vs_alpha.png": metric_vs_alpha(rows, title),
-               "gap.png": gaps(rows)}
+               "gap.png": gaps(rows), "curves_by_budget.png": budget_curves(rows, title)}
     written = []
     for name, png in figures.items():
         if png is None:

@@ -6,6 +6,7 @@
     RUN_DIR/metrics.jsonl  one line per round; evaluation rounds carry the metrics
     RUN_DIR/clients.csv    the per-client evaluations (--eval-clients)
     RUN_DIR/model/         the final model and its tokenizer (save_pretrained)
+    RUN_DIR/tensorboard/   TensorBoard's event files (--report-to tensorboard)
 
 `RunDirectory` reads them with one-line errors (the audit, the fairness report and the leaderboard);
 `RunWriter`, held by rank 0 of a run only, writes them. Every file is written atomically (fednlp.files);
@@ -30,6 +31,7 @@ from fednlp.files import atomic_write_bytes, atomic_write_text
 from fednlp.results.run_result import RunResult
 
 CONFIG, RESULT, METRICS, CLIENTS, MODEL = "config.yaml", "result.json", "metrics.jsonl", "clients.csv", "model"
+TENSORBOARD = "tensorboard"
 
 
 class RunDirectory:
@@ -39,6 +41,7 @@ class RunDirectory:
         self.path, self.what = Path(path), what
         self.config_path, self.result_path = self.path / CONFIG, self.path / RESULT
         self.metrics_path, self.clients_path, self.model_dir = self.path / METRICS, self.path / CLIENTS, self.path / MODEL
+        self.tensorboard_dir = self.path / TENSORBOARD
 
     def __str__(self) -> str:
         return str(self.path)
@@ -53,6 +56,9 @@ class RunDirectory:
         if not self.model_dir.is_dir():
             raise UserError(f"{self.what} {self.path} has no model/ (the final model a finished run saves); was it "
                             "trained with --save-model false or before models were saved?")
+        from fednlp.tasks.models import check_saved_weights
+
+        check_saved_weights(self.model_dir)  # audit and fairness: a cut weights file is refused before any work
         return self.model_dir
 
     @cached_property
@@ -97,7 +103,8 @@ class RunDirectory:
             raise UserError(f"{self.config_path} is not valid YAML ({exc.__class__.__name__})") from None
         if not isinstance(raw, dict):
             raise UserError(f"{self.config_path} must hold a mapping of option: value")
-        known = {f.name for f in dataclasses.fields(RunConfig)}
+        # A section (`augment: {...}`) is a training option: evaluating never needs it.
+        known = {f.name for f in dataclasses.fields(RunConfig) if "section" not in f.metadata}
         try:
             config = RunConfig(**{k: v for k, v in raw.items() if k in known and v is not None})
             config.validate()

@@ -18,7 +18,7 @@ from fednlp.errors import UserError
 TEXT_KEYS = ("task", "task_type", "dataset", "model", "algorithm", "metric", "metric_scale", "data_sha256",
              "partition_sha256")
 #: Keys that are numbers (or null) where present.
-NUMBER_KEYS = ("value", "wall_time_s", "local_steps_total")
+NUMBER_KEYS = ("value", "wall_time_s", "local_steps_total", "local_examples_total")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class RunResult:
     clients_trained: tuple[int, ...] | None = None  # clients that trained in some round (federated runs)
     holdout_clients: tuple[int, ...] = ()  # clients kept out of every cohort
     local_steps_total: float | None = None
+    local_examples_total: float | None = None  # rows trained on (older records: none)
     metrics: dict[str, Any] = field(default_factory=dict)  # every metric of the last evaluation
     wall_time_s: float | None = None
 

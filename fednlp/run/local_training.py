@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -69,6 +69,7 @@ class LocalTrainer:
         self.optimizer = custom if custom is not None else self._make_optimizer()
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
         self.steps_done = 0
+        self.examples_done = 0  # rows trained on, summed over batches: a budget in examples, exact
         self._loss_first: torch.Tensor | None = None
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -99,7 +100,7 @@ class LocalTrainer:
             start = self.timer.add("data_loading", start)
             with autocast(self.device, self.config.precision):
                 if per_example:  # DP-SGD (either clipping mode): each row's own loss, backpropagated by the algorithm
-                    example_losses = self.task.example_losses(self.model, batch)
+                    example_losses = algorithm.example_losses(self.task, self.model, batch)
                     loss = example_losses.mean()
                 else:
                     loss = self.task.loss(self.model, batch)
@@ -127,8 +128,14 @@ class LocalTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.timer.add("local_training", start)
         self.steps_done += len(batches)
+        self.examples_done += sum(len(b) for b in batches)
         self._steps = len(batches)
         return len(batches)
+
+    def totals(self, comm: Any) -> dict[str, int]:
+        """The optimizer steps and examples trained on by every rank (result.json's local_*_total)."""
+        steps, examples = zip(*comm.allgather((self.steps_done, self.examples_done)))
+        return {"local_steps_total": int(sum(steps)), "local_examples_total": int(sum(examples))}
 
     def losses(self) -> tuple[float, float, float]:
         """(first batch, mean over the batches, last batch) losses of the last `train` call."""

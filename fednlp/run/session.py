@@ -17,9 +17,10 @@ import torch
 from fednlp.config import RunConfig, config_dict, config_sections
 from fednlp.data.datafile import DataFile, read_data_file
 from fednlp.files import atomic_output, file_sha256
-from fednlp.tasks.feature_cache import load_or_build_features
+from fednlp.fairness.augment import training_features
 from fednlp.tasks.frozen_prefix import cached_prefix_features
 from fednlp.errors import UserError
+from fednlp.run.preflight import check_before_writing
 from fednlp.run.random_streams import Stream, run_rng
 from fednlp.run.device import pick_device
 from fednlp.run.evaluation import (evaluate, evaluate_clients, evaluation_setting, eval_num_beams,
@@ -31,6 +32,7 @@ from fednlp.results.provenance import run_provenance
 from fednlp.results.run_result import RunResult
 from fednlp.tasks.base import Features, Task
 from fednlp.tasks.models import freeze_layers, load_tokenizer
+from fednlp.tasks.saved_tokenizer import save_run_tokenizer
 from fednlp.tasks.registry import resolve_task
 
 
@@ -94,18 +96,20 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
         check_run_dir(run_dir, config.overwrite)
     data = read_data_file(config.data, lazy=True)  # a column is read only when the run needs it
     task_cls = resolve_task(config.task, data.task_type, config.data)
+    check_before_writing(config, data, task_cls.name)  # what needs the data, before the run directory is made
     tokenizer = load_tokenizer(config.model)
     specials = tokenizer.num_special_tokens_to_add(pair=task_cls.text_pairs)
     if config.max_seq_length <= specials:
         raise UserError(f"--max-seq-length {config.max_seq_length} leaves no room for text: "
                         f"the tokenizer adds {specials} special tokens")
     task = task_cls(data, tokenizer, config)
-    # Rank 0 tokenizes (once, cached on disk); the others wait and read its cache.
+    # Rank 0 tokenizes (once, cached on disk); the others wait and read its cache. With --augment counterfactual
+    # the features hold the training examples' swapped copies too (fednlp/fairness/augment.py).
     if comm.rank == 0:
-        features = load_or_build_features(task, config.data)
+        features = training_features(task, config)
     comm.barrier()
     if comm.rank != 0:
-        features = load_or_build_features(task, config.data)
+        features = training_features(task, config)
     device = pick_device(comm.local_rank, config.device)
     torch.manual_seed(config.seed)  # every rank builds the same initial model
     model = task.build_model(config.model)
@@ -125,6 +129,7 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
             writer.metrics_path.unlink(missing_ok=True)
             writer.clients_path.unlink(missing_ok=True)
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a fresh run must never resume old rounds
+            shutil.rmtree(writer.tensorboard_dir, ignore_errors=True)  # nor show them
         writer.write_config(config_sections(config))  # YAML: a feature's options as its section
     return Session(config, comm, data, task, features, model, device, test_examples, PhaseTimer(), writer,
                    run_dir, started)
@@ -222,7 +227,7 @@ def save_model(session: Session) -> Path:
     target = RunDirectory(session.run_dir).model_dir
     with atomic_output(target) as tmp:
         session.model.save_pretrained(tmp)
-        session.task.tokenizer.save_pretrained(tmp)
+        save_run_tokenizer(session.task.tokenizer, tmp, session.task.max_length)  # truncates as the run did
     return target
 
 

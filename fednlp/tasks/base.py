@@ -137,6 +137,9 @@ class Task(ABC):
     #: A classifier whose input can be optimised towards a label: the audit extracts canaries from it by
     #: model inversion (fednlp/audit/extraction.py).
     extracts_canaries: ClassVar[bool] = False
+    #: Its batch loss ignores padded positions, so the same rows padded wider give the same loss; --parallel-clients
+    #: pads a group's batches to one width (fednlp/federation/group_batches.py) and trains one at a time otherwise.
+    loss_ignores_padding: ClassVar[bool] = True
 
     def __init__(self, data: DataFile, tokenizer: Any, config: RunConfig):
         self.data = data

@@ -29,6 +29,7 @@ import json
 import os
 import time
 import types
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -76,6 +77,14 @@ def find_layout(model: torch.nn.Module, model_name: str) -> Layout:
                     "BERT-family encoder or GPT-2 (or leave --cache-frozen off)")
 
 
+_ATTACHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its FrozenPrefix
+
+
+def prefix_of(model: torch.nn.Module) -> FrozenPrefix | None:
+    """The cached prefix attached to `model`, if any (DP-SGD's torch.func mode feeds each example its own states)."""
+    return _ATTACHED.get(model)
+
+
 class FrozenPrefix:
     """The embeddings and first `k` blocks of a model, frozen, in eval mode, fed from a cache when it can."""
 
@@ -97,6 +106,7 @@ class FrozenPrefix:
             _keep_in_eval(module)
             module.eval()
         self._patch()
+        _ATTACHED[model] = self
 
     # ---------------------------------------------------------------- forwards
 
@@ -190,15 +200,25 @@ def _keep_in_eval(module: torch.nn.Module) -> None:
 
 
 def frozen_cache_path(prefix: FrozenPrefix, task: Task, data_path: str | os.PathLike, precision: str,
-                      dtype: str) -> Path:
-    """Beside the feature cache, keyed by the features (data file, task, tokenizer, max length), the prefix's
-    weights and K, the precision it was computed in and the storage dtype."""
-    features_path = cache_path(task, data_path)
-    key_source = json.dumps({"features": features_path.name, "prefix": prefix.checksum(), "k": prefix.k,
+                      dtype: str, features: Features) -> Path:
+    """In the feature cache's folder, keyed by the features' content (the token arrays themselves, so two data
+    files with the same examples in the same order share one cache: a validation file carved by `fednlp data
+    validation-split` shares its source's), the tokenizer and max length, the prefix's weights and K, the
+    precision it was computed in and the storage dtype."""
+    content = hashlib.sha256()
+    for name in sorted(features.arrays):
+        if name in features.sequence_arrays:
+            array = np.ascontiguousarray(features.arrays[name])
+            content.update(f"{name}{array.dtype}{array.shape}".encode())
+            content.update(array.tobytes())
+    tok = task.tokenizer
+    key_source = json.dumps({"features": content.hexdigest(), "task": task.name,
+                             "tokenizer": [type(tok).__name__, getattr(tok, "name_or_path", ""), len(tok)],
+                             "prefix": prefix.checksum(), "k": prefix.k,
                              "max_length": task.max_length, "precision": precision, "dtype": dtype,
                              "format": FORMAT}, sort_keys=True)
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
-    return features_path.with_name(f"{features_path.stem}.frozen{prefix.k}-{dtype}-{key}.npy")
+    return cache_path(task, data_path).parent / f"states.frozen{prefix.k}-{task.name}-{dtype}-{key}.npy"
 
 
 def load_or_build_cache(prefix: FrozenPrefix, model: torch.nn.Module, task: Task, features: Features, config: Any,
@@ -206,7 +226,7 @@ def load_or_build_cache(prefix: FrozenPrefix, model: torch.nn.Module, task: Task
     """The memory-mapped states of every feature row, [rows, width, hidden] in the storage dtype; built once
     (under a lock, each rank computing a share of the rows) where no process built it before."""
     dtype = config.frozen_cache_dtype
-    path = frozen_cache_path(prefix, task, config.data, config.precision, dtype)
+    path = frozen_cache_path(prefix, task, config.data, config.precision, dtype, features)
     shape = cache_shape(prefix, features)
     start = time.perf_counter()
     with _build_lock(path, comm.rank == 0):

@@ -92,10 +92,29 @@ def build_auto_model(auto_class: Any, model_name: str, **config_overrides: Any) 
     source = pretrained_source(model_name)
     if source is None:
         return auto_class.from_config(config)
+    if Path(source).is_dir():
+        check_saved_weights(source)  # a cut weights file fails deep in safetensors otherwise
     try:
         return auto_class.from_pretrained(source, config=config)
     except (OSError, ValueError) as exc:
         raise UserError(_unknown_model(model_name, exc)) from None
+
+
+def check_saved_weights(model_dir: str | Path) -> None:
+    """Every *.safetensors file of a saved model directory must be whole: its header read and its tensors
+    covering the file exactly (safetensors checks both on open, without reading the weights). A file cut short
+    (a full disk, a copy interrupted) would otherwise end in a SafetensorError traceback mid-load."""
+    from safetensors import SafetensorError, safe_open
+
+    for weights in sorted(Path(model_dir).glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            raise UserError(f"{weights} is not a complete safetensors file ({first_line}); expected the weights "
+                            "file save_pretrained writes, whole: was it cut short by a full disk or an interrupted "
+                            "copy? Copy or train it again") from None
 
 
 def quiet_transformers() -> None:
@@ -142,10 +161,12 @@ def position_limit(model_name: str, tokenizer: Any) -> int | None:
     """The longest input `model_name` can take: its (encoder's) position embeddings, or the tokenizer's
     model_max_length where that is smaller (RoBERTa's 514 positions hold 512 tokens); None: no limit known
     (e.g. T5's relative positions)."""
+    from fednlp.tasks.saved_tokenizer import backbone_limit
+
     config = model_config(model_name)
     limits = [getattr(c, "max_position_embeddings", None) for c in (config, getattr(config, "encoder", None))]
     limits = [int(n) for n in limits if isinstance(n, int) and n > 0]
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    tokenizer_limit = backbone_limit(tokenizer)  # not a saved run's --max-seq-length (saved_tokenizer.py)
     if limits and isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < limits[0]:
         limits[0] = tokenizer_limit
     return limits[0] if limits else None

@@ -144,6 +144,7 @@ class ExtractiveQA(Task):
     task_type = "span_extraction"
     primary_metric = "f1"
     text_pairs = True
+    loss_ignores_padding = False  # the start/end softmax runs over every position of the batch, padding included
 
     def __init__(self, data, tokenizer, config):
         super().__init__(data, tokenizer, config)

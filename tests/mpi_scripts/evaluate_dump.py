@@ -8,9 +8,14 @@ import torch
 
 from fednlp.config import RunConfig
 from fednlp.federation.communicator import make_communicator
+from fednlp.options import sections
 from fednlp.run.session import open_session
 
-config = RunConfig(**json.loads(sys.argv[1]))
+values = json.loads(sys.argv[1])  # dataclasses.asdict of a RunConfig: its sections (e.g. augment) as dicts
+for name, section_cls in sections(RunConfig).items():
+    if isinstance(values.get(name), dict):
+        values[name] = section_cls(**values[name])
+config = RunConfig(**values)
 comm = make_communicator()
 session = open_session(config, comm, "evaluate")
 torch.manual_seed(0)
