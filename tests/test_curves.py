@@ -32,3 +32,17 @@ def test_older_records_count_examples_as_steps_times_batch(tmp_path):
     make_run(tmp_path / "runs", "fed-s0", 0.5)  # no local_examples_total: 300 steps x batch 16
     (row,) = marked_rows(tmp_path / "runs", None)
     assert row_curve(row)[-1][0] == 300 * 16
+
+
+def test_a_gaps_error_bar_combines_the_rows_and_its_baselines_spread(tmp_path):
+    from fednlp.results.plots import gap_error, short_partition
+
+    runs = tmp_path / "runs"
+    for seed, (central, fed) in enumerate([(0.80, 0.70), (0.86, 0.70)]):  # baseline std 0.0424, row std 0
+        make_run(runs, f"central-s{seed}", central, algorithm="centralized", seed=seed)
+        make_run(runs, f"fed-s{seed}", fed, seed=seed)
+    fed_row = next(row for row in marked_rows(runs, None) if row.algorithm == "fedavg")
+    assert fed_row.std == 0 and gap_error(fed_row) == pytest.approx(0.0424264, abs=1e-6)
+    assert [short_partition(m) for m in ("niid_label_clients=100_alpha=0.1", "niid_quantity_clients=100_beta=1.0",
+                                         "uniform_clients=100", "natural_clients=121_field=user", None)] == \
+        ["alpha 0.1", "quantity beta 1.0", "uniform", "natural", ""]

@@ -8,7 +8,7 @@ import pytest
 
 from fednlp.cli import main
 from fednlp.errors import UserError
-from fednlp.results.docs_tables import BLOCK, regenerated, update_docs
+from fednlp.results.docs_tables import BLOCK, FINDINGS, regenerated, update_docs
 from test_leaderboard import make_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,8 +21,12 @@ def test_docs_results_tables_are_rebuilt_from_the_records_without_a_difference()
                          "`fednlp leaderboard --update-docs docs/results.md`")
     assert new == text
     folders = [m["runs"] for m in BLOCK.finditer(text)]
-    assert folders == ["results/classification/runs", "results/tagging/runs", "results/qa/runs",
+    assert folders == ["results/study_classification/tuning", "results/study_classification/runs",
+                       "results/study_tagging/tuning", "results/study_tagging/runs",
+                       "results/classification/runs", "results/tagging/runs", "results/qa/runs",
                        "results/seq2seq/runs"]
+    assert [m["runs"] for m in FINDINGS.finditer(text)] == ["results/study_classification/findings.yaml",
+                                                           "results/study_tagging/findings.yaml"]
     for folder in folders:  # every documented folder holds records, and its chance levels
         assert list((doc.parent / folder).glob("*/result.json"))
         assert (doc.parent / folder / "chance.json").is_file()

@@ -156,23 +156,45 @@ def metric_vs_alpha(rows: list[Row], title: str) -> bytes | None:
     return _png(fig)
 
 
+def short_partition(method: str | None) -> str:
+    """A partition group's short name for a plot label: uniform, alpha 0.1, quantity beta 1.0, natural, ..."""
+    if not method:
+        return ""
+    kinds = (("niid_label_", "alpha", "alpha"), ("niid_quantity_", "beta", "quantity beta"),
+             ("niid_cluster_", "alpha", "cluster alpha"))
+    for prefix, key, name in kinds:
+        found = re.search(rf"{key}=([0-9.eE+-]+)", method)
+        if method.startswith(prefix) and found:
+            return f"{name} {found.group(1)}"
+    return method.split("_clients=")[0]
+
+
+def gap_error(row: Row) -> float:
+    """The spread of a gap: the row's and its baseline's seed spreads combined (independent seeds)."""
+    baseline = row.baseline.std if row.baseline is not None and row.baseline.std else 0.0
+    return math.sqrt((row.std or 0.0) ** 2 + baseline ** 2)
+
+
 def gaps(rows: list[Row]) -> bytes | None:
-    """Federated minus centralized (signed so that negative is worse), one panel per task and dataset,
-    one bar per federated row with a baseline; error bars: std over seeds."""
+    """Federated minus centralized (signed so that negative is worse), one panel per task and dataset, one bar
+    per federated row with a baseline, labelled by its table row; error bars: the row's and its baseline's seed
+    spreads combined (gap_error)."""
     blocks: dict[tuple, list[Row]] = {}
     for row in rows:
         if row.gap is not None:
             blocks.setdefault((row.task, row.dataset, row.metric), []).append(row)
     if not blocks:
         return None
-    fig, axes = _figure(6 * len(blocks), 2 + 0.3 * max(map(len, blocks.values())), ncols=len(blocks))
+    fig, axes = _figure(FIGURE_WIDTH, 1.5 + 0.3 * max(map(len, blocks.values())), ncols=len(blocks))
     for ax, ((task, dataset, metric), block) in zip(axes, blocks.items()):
-        settings = setting_columns(block)  # what tells this task's rows apart, not what differs across tasks
-        labels = [f"{row_label(r, settings)} | {r.partition_method}" for r in block]
-        ax.barh(range(len(block)), [r.gap for r in block], xerr=[r.std or 0.0 for r in block], capsize=2)
+        labels = [" ".join(filter(None, [f"row {r.number}:", r.algorithm, short_partition(r.partition_method)]))
+                  for r in block]
+        ax.barh(range(len(block)), [r.gap for r in block], xerr=[gap_error(r) for r in block], capsize=2)
         ax.set_yticks(range(len(block)), labels, fontsize=TEXT_POINTS)
+        ax.invert_yaxis()  # the table's order, top to bottom
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set(title=f"{task} / {dataset}", xlabel=f"gap in {metric} (federated - centralized)")
+        ax.set(title=f"{task} / {dataset} (rows of the table; bars: ±1 std of row and baseline)",
+               xlabel=f"gap in {metric} (federated - centralized)")
     return _png(fig)
 
 
