@@ -60,7 +60,17 @@ def test_one_context_per_word_gives_the_same_effect_size_every_sample():
     stack = {name: np.concatenate([embeddings[w] for w in words[:3]]) for name, words in test.sets().items()}
     expected = weat_effect_size(stack["math"], stack["arts"], stack["male terms"], stack["female terms"])
     np.testing.assert_allclose(effect_sizes, expected)
-    assert variances[0] == pytest.approx(effect_size_variance(expected, 3, 3))
+    # The authors' in-sample variance: the sample variance of s(w, A, B) over X u Y, computed by hand.
+    a, b = stack["male terms"], stack["female terms"]
+
+    def s(w):
+        cos = lambda u, v: float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))  # noqa: E731
+        return np.mean([cos(w, x) for x in a]) - np.mean([cos(w, x) for x in b])
+
+    scores = [s(w) for w in np.concatenate([stack["math"], stack["arts"]])]
+    np.testing.assert_allclose(variances, np.var(scores, ddof=1))
+    _, hedges_olkin = sample_effect_sizes(embeddings, test, 4, np.random.default_rng(1), "hedges-olkin")
+    assert hedges_olkin[0] == pytest.approx(effect_size_variance(expected, 3, 3))
 
 
 # ------------------------------------------------------------------------------ tiny runs, through the CLI

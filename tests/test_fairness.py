@@ -19,6 +19,7 @@ from fednlp.fairness.group_metrics import (equal_opportunity_difference, gap, gr
                                            true_positive_rates)
 from fednlp.fairness.pairs import GENDER_PAIRS, gender_substitution, read_pairs_file
 from fednlp.fairness.report import fairness_report
+from hand_built import he_she_bert
 
 
 def rewrite(text: str) -> str:
@@ -223,29 +224,8 @@ SCALE, BIAS_F = 1.0, 0.5  # classifier: logit_m - logit_f = 2 * SCALE * tanh(d) 
 def he_she_classifier(model_dir: Path) -> None:
     """A 1-layer BERT set by hand that predicts 'm' when 'he' outnumbers 'she', 'f' when 'she' outnumbers 'he',
     and 'f' otherwise: 'he' and 'she' embed on dimensions 0 and 1, uniform attention averages the tokens into
-    [CLS], and the pooler reads dimension 0 minus dimension 1. Saved with save_pretrained like a run's model."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(VOCAB)}, do_lower_case=True)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=4, num_hidden_layers=1, num_attention_heads=1,
-                        intermediate_size=4, max_position_embeddings=32, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0, num_labels=2, id2label={0: "f", 1: "m"},
-                        label2id={"f": 0, "m": 1})
-    model = BertForSequenceClassification(config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            parameter.fill_(1.0 if "LayerNorm.weight" in name else 0.0)  # queries and keys 0: uniform attention
-        model.bert.embeddings.word_embeddings.weight[VOCAB.index("he"), 0] = 1.0
-        model.bert.embeddings.word_embeddings.weight[VOCAB.index("she"), 1] = 1.0
-        layer = model.bert.encoder.layer[0]
-        layer.attention.self.value.weight.copy_(torch.eye(4))
-        layer.attention.output.dense.weight.copy_(torch.eye(4))
-        model.bert.pooler.dense.weight[0, :2] = torch.tensor([1.0, -1.0])
-        model.classifier.weight[:, 0] = torch.tensor([-SCALE, SCALE])
-        model.classifier.bias[0] = BIAS_F
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    [CLS], and the pooler reads dimension 0 minus dimension 1 (tests/hand_built.py)."""
+    he_she_bert(model_dir, VOCAB, scale=SCALE, bias_f=BIAS_F)
 
 
 def sigmoid(x: float) -> float:

@@ -17,6 +17,7 @@ from fednlp.cli import main
 from fednlp.data.datafile import DataFile, write_data_file
 from fednlp.fairness.psm import TrainedPSM, train_psm
 from fednlp.fairness.sensitivity import abs_embedding_jacobian, accumulated_sensitivity, token_relevance
+from hand_built import he_she_bert
 
 # ------------------------------------------------------------------------------------------------ the formula
 
@@ -86,29 +87,8 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "he", "she", "his", "her"
 def save_classifier(model_dir: Path, layers: int) -> None:
     """A 1-layer BERT set by hand whose [CLS] averages every token and reads 'he' (dimension 0) minus 'she'
     (dimension 1), as in tests/test_fairness.py; with 0 layers [CLS] sees only itself, so the prediction
-    provably ignores every other token, the gendered ones included."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(VOCAB)}, do_lower_case=True)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=4, num_hidden_layers=layers, num_attention_heads=1,
-                        intermediate_size=4, max_position_embeddings=32, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0, num_labels=2, id2label={0: "f", 1: "m"},
-                        label2id={"f": 0, "m": 1})
-    model = BertForSequenceClassification(config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            parameter.fill_(1.0 if "LayerNorm.weight" in name else 0.0)
-        embeddings = model.bert.embeddings.word_embeddings.weight
-        embeddings[VOCAB.index("he"), 0] = embeddings[VOCAB.index("she"), 1] = 1.0
-        embeddings[VOCAB.index("[CLS]"), 2] = 1.0  # [CLS] alone is not constant under the layer norm
-        for layer in model.bert.encoder.layer:
-            layer.attention.self.value.weight.copy_(torch.eye(4))
-            layer.attention.output.dense.weight.copy_(torch.eye(4))
-        model.bert.pooler.dense.weight[0] = torch.tensor([1.0, -1.0, 0.3, 0.0])
-        model.classifier.weight[:, 0] = torch.tensor([-1.0, 1.0])
-        model.classifier.bias[0] = 0.5
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    provably ignores every other token, the gendered ones included (tests/hand_built.py)."""
+    he_she_bert(model_dir, VOCAB, layers=layers, pooler=(1.0, -1.0, 0.3, 0.0), cls_feature=True)
 
 
 TEXTS = [("he is a doctor", "m"), ("she is a nurse", "f"), ("the cat sat", "f"), ("his cat sat", "m")]

@@ -309,7 +309,8 @@ def test_fairness_privacy_and_audit_columns_when_runs_have_them(tmp_path):
              dp={"epsilon": 3.2, "delta": 1e-5},
              audit={"mia_auc": 0.52, "mia_tpr_at_1pct_fpr": 0.011, "canary_max_exposure": 4.5,
                     "canary_extraction_rate": 0.0},
-             fairness={"flip_rate": 0.031})
+             fairness={"flip_rate": 0.031}, prediction_sensitivity={"all": {"mean": 0.004, "std": 0.01}},
+             ceat={"tests": {"weat7": {"combined_effect_size": 0.42}}})
     records = list(csv.DictReader(io.StringIO(render(leaderboard_rows(load_runs(tmp_path)), "csv"))))
     dp, plain = sorted(records, key=lambda r: r["algorithm"])
     assert float(dp["clients_worst10_mean"]) == 0.25 and float(dp["clients_std"]) == 0.12
@@ -317,7 +318,10 @@ def test_fairness_privacy_and_audit_columns_when_runs_have_them(tmp_path):
     assert float(dp["mia_auc"]) == 0.52 and float(dp["mia_tpr_at_1pct_fpr"]) == 0.011
     assert float(dp["canary_max_exposure"]) == 4.5 and float(dp["canary_extraction_rate"]) == 0.0
     assert float(dp["flip_rate"]) == 0.031
-    assert all(plain[c] == "" for c in ("clients_worst10_mean", "dp_epsilon_spent", "mia_auc", "flip_rate"))
+    assert float(dp["prediction_sensitivity"]) == 0.004 and float(dp["ceat_weat7"]) == 0.42
+    assert "ceat_weat6" not in dp  # a column no run has is left out
+    assert all(plain[c] == "" for c in ("clients_worst10_mean", "dp_epsilon_spent", "mia_auc", "flip_rate",
+                                        "prediction_sensitivity"))
 
 
 def test_audit_and_dp_blocks_as_fednlp_writes_them(tmp_path):

@@ -14,9 +14,14 @@ A word contributes a contextual embedding (its hidden state in one sentence); CE
 embeddings at random, computes the WEAT effect size of that draw, repeats N times, and combines the N effect
 sizes with a random-effects model: inverse-variance weights with the DerSimonian-Laird between-sample variance
 (DerSimonian & Laird, "Meta-analysis in clinical trials", 1986), the combined effect size (CES) and its
-two-sided p-value under the normal distribution. The in-sample variance of one effect size is the variance of a
-standardized mean difference (Hedges & Olkin, "Statistical Methods for Meta-Analysis", 1985):
-V = (n_X + n_Y) / (n_X n_Y) + ES^2 / (2 (n_X + n_Y)).
+two-sided p-value under the normal distribution (the paper's; the authors' released code reports the one-sided
+upper tail). The in-sample variance V of one effect size is, by default, what the authors' released code
+computes: the sample variance (ddof 1) of the associations s(w, A, B) over X u Y, the square of the effect size's
+denominator (VARIANCES["authors"]), so published CES values are comparable. VARIANCES["hedges-olkin"] is the
+sampling variance of a standardized mean difference (Hedges & Olkin, "Statistical Methods for Meta-Analysis",
+1985), V = (n_X + n_Y) / (n_X n_Y) + ES^2 / (2 (n_X + n_Y)), the textbook weight of a meta-analysis. The two
+weight the draws differently; with the authors' (small, ~1e-3) variances tau^2 usually dominates, so the CES is
+close to the plain mean of the effect sizes.
 
 wefe (PyPI) implements WEAT on static embeddings only, pins numpy<=1.26.4 and scipy<1.13 (fednlp runs numpy 2)
 and has no CEAT; so the few formulas are here, each tested against a hand computation.
@@ -92,6 +97,18 @@ def effect_size_variance(effect_size: float, n_x: int, n_y: int) -> float:
     return (n_x + n_y) / (n_x * n_y) + effect_size**2 / (2 * (n_x + n_y))
 
 
+def association_variance(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """The sample variance (ddof 1) of s(w, A, B) over X u Y: CEAT's in-sample variance in its authors' code."""
+    return float(np.concatenate([associations(x, a, b), associations(y, a, b)]).var(ddof=1))
+
+
+#: The in-sample variance of one draw's effect size, from the draw's (ES, X, Y, A, B).
+VARIANCES = {
+    "authors": lambda es, x, y, a, b: association_variance(x, y, a, b),
+    "hedges-olkin": lambda es, x, y, a, b: effect_size_variance(es, len(x), len(y)),
+}
+
+
 @dataclass(frozen=True)
 class RandomEffects:
     ces: float  # combined effect size
@@ -120,13 +137,14 @@ def random_effects(effect_sizes: np.ndarray, variances: np.ndarray) -> RandomEff
 
 
 def sample_effect_sizes(embeddings: dict[str, np.ndarray], test: WeatTest, n_samples: int,
-                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                        rng: np.random.Generator, variance: str = "authors") -> tuple[np.ndarray, np.ndarray]:
     """N draws of one contextual embedding per word (embeddings: word -> [contexts, d], the words of the test
-    found in the corpus), each draw's effect size and in-sample variance."""
+    found in the corpus), each draw's effect size and in-sample variance (VARIANCES[variance])."""
     sets = [[w for w in words if w in embeddings] for words in (test.x, test.y, test.a, test.b)]
-    effect_sizes = np.empty(n_samples)
+    in_sample = VARIANCES[variance]
+    effect_sizes, variances = np.empty(n_samples), np.empty(n_samples)
     for i in range(n_samples):
         x, y, a, b = (np.stack([embeddings[w][rng.integers(len(embeddings[w]))] for w in words]) for words in sets)
         effect_sizes[i] = weat_effect_size(x, y, a, b)
-    variances = np.array([effect_size_variance(es, len(sets[0]), len(sets[1])) for es in effect_sizes])
+        variances[i] = in_sample(effect_sizes[i], x, y, a, b)
     return effect_sizes, variances

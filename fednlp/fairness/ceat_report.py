@@ -116,7 +116,8 @@ def word_embeddings(model: Any, tokenizer: Any, contexts: dict[str, list[tuple[s
 
 
 def ceat_evaluation(run_dir: str | os.PathLike, data_path: str | os.PathLike, test_names: list[str],
-                    n_samples: int, n_contexts: int, seed: int) -> tuple[dict[str, Any], str]:
+                    n_samples: int, n_contexts: int, seed: int,
+                    variance: str = "authors") -> tuple[dict[str, Any], str]:
     """The CEAT report of every test and the per-sample effect sizes (CSV); writes nothing."""
     from fednlp.run.device import pick_device
 
@@ -132,11 +133,11 @@ def ceat_evaluation(run_dir: str | os.PathLike, data_path: str | os.PathLike, te
     embeddings = word_embeddings(model, tokenizer, contexts, config.max_seq_length, pick_device(0, config.device))
     check_words(embeddings, tests, f"{data_path} (within --max-seq-length of the run)")
     report: dict[str, Any] = {"metric": "ceat", "data": str(data_path), "samples": n_samples,
-                              "contexts_per_word": n_contexts, "seed": seed, "tests": {},
+                              "contexts_per_word": n_contexts, "seed": seed, "variance": variance, "tests": {},
                               "effect_sizes_file": CEAT_FILE}
     rows = []
     for test in tests:
-        effect_sizes, variances = sample_effect_sizes(embeddings, test, n_samples, rng)
+        effect_sizes, variances = sample_effect_sizes(embeddings, test, n_samples, rng, variance)
         kept = np.isfinite(effect_sizes)
         combined = random_effects(effect_sizes[kept], variances[kept]) if kept.any() else None
         report["tests"][test.name] = {

@@ -45,6 +45,10 @@ def add_fairness_command(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--samples", type=int, default=10000, help="CEAT: effect sizes drawn (default 10000, as CEAT)")
     f.add_argument("--contexts", type=int, default=50, help="CEAT: at most this many sentences per word "
                    "(default 50)")
+    f.add_argument("--ceat-variance", choices=("authors", "hedges-olkin"), default="authors",
+                   help="CEAT: each draw's in-sample variance, the random-effects weight: the authors' code's "
+                   "sample variance of the associations (default, comparable with published CES) or the "
+                   "Hedges-Olkin variance of a standardized mean difference")
     f.add_argument("--seed", type=int, default=0, help="CEAT: seed of the sentence and embedding draws")
     f.add_argument("--out", help="write the report JSON here (default RUN_DIR/<block>.json: fairness.json, "
                    "prediction_sensitivity.json, ceat.json)")
@@ -90,7 +94,8 @@ def cmd_fairness(args: argparse.Namespace) -> None:
     else:
         from fednlp.fairness.ceat_report import ceat_evaluation, format_ceat
 
-        report, rows = ceat_evaluation(args.run_dir, data, tests, args.samples, args.contexts, args.seed)
+        report, rows = ceat_evaluation(args.run_dir, data, tests, args.samples, args.contexts, args.seed,
+                                       args.ceat_variance)
         text = format_ceat(report)
     written = write_report(args.run_dir, report, args.out, rows, block=block, per_example_file=per_example)
     print(text)

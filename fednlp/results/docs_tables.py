@@ -11,7 +11,8 @@ directories, relative to the page):
 runs it on docs/results.md, so a table edited by hand, or records changed without the table, fail it). A table
 whose records were never kept is marked "no record" in the page instead, and is not between markers.
 A study's findings table sits between `<!-- findings: FILE -->` and `<!-- end findings -->` markers and is
-rebuilt the same way from its questions file (fednlp/results/findings.py).
+rebuilt the same way from its questions file (fednlp/results/findings.py), and the fairness study's tables
+between `<!-- fairness study: RUNS -->` and `<!-- end fairness study -->` (fednlp/fairness/study_table.py).
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def regenerated(doc: str | os.PathLike, chance_data: list[str] | None = None) ->
             changed.append(match["runs"].strip())
         return match.group(1) + body + match.group(4)
 
-    new = FINDINGS.sub(rebuild_findings, BLOCK.sub(rebuild, text))
+    from fednlp.fairness.study_table import rebuild as rebuild_fairness_study
+
+    new = rebuild_fairness_study(path, FINDINGS.sub(rebuild_findings, BLOCK.sub(rebuild, text)), changed)
     if "<!-- table:" in text and not BLOCK.search(text):
         raise UserError(f"{doc}: a '<!-- table: RUNS -->' marker has no '<!-- end table -->' after it")
     return text, new, changed

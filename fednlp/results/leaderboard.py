@@ -57,6 +57,9 @@ OPTIONAL_STATS = {
     "canary_max_exposure": ("audit", "canary_max_exposure"),
     "canary_extraction_rate": ("audit", "canary_extraction_rate"),
     "flip_rate": ("fairness", "flip_rate"),
+    # `fednlp fairness --metric prediction-sensitivity` and `--metric ceat` (docs/fairness.md)
+    "prediction_sensitivity": ("prediction_sensitivity", "all", "mean"),
+    **{f"ceat_{t}": ("ceat", "tests", t, "combined_effect_size") for t in ("weat6", "weat7", "weat8")},
 }
 # Config keys (fednlp/config.py) that only change what a run prints, logs or writes beside its result, never the
 # result: the progress bar, the TensorBoard log, how evaluation is batched (the same examples, the same model:

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The fairness study of docs/fairness.md ("Intrinsic and extrinsic bias across training regimes"): SST-2 with
+# MiniLM, 5 training regimes x 3 seeds, each run measured by the extrinsic metrics (counterfactual flips and
+# probability change, the equal-opportunity gap between sentences that mention men and women, accumulated
+# prediction sensitivity) and the intrinsic one (CEAT on WEAT 6-8), with counterfactual augmentation as one
+# regime (the augmentation study: the same FedAvg run with and without it, 3 seeds).
+#
+#   nice -n 5 bash run_scripts/study_fairness.sh          # runs, metrics, then the docs table
+#
+# Budget (CPU): a seeded 10,000-sentence sample of SST-2's 67,349 training sentences (so the frozen-layer cache
+# is affordable here), SST-2's 872 dev sentences as the test split, length 64; MiniLM with its embeddings and
+# lower 4 of 6 blocks frozen and cached (--freeze-layers 4 --cache-frozen): the top 2 blocks and the head train,
+# so the last layer CEAT reads changes with training. 100 clients, 10 per round, 50 rounds of 1 local epoch
+# (FedNLP's FedOPT recipe: AdamW clients at 3e-4, not tuned, under a plain server at 1): 50,000 examples seen;
+# the centralized run sees the same (5 epochs). CEAT's corpus: all of SST-2's training sentences.
+source "$(dirname "$0")/results_common.sh"
+PLOTS=docs/results/study_fairness
+OUT=${OUT:-results/study_fairness}
+RECORDS=${RECORDS:-$PLOTS/runs}
+SEEDS=${SEEDS:-0 1 2}
+mkdir -p "$OUT" "$RECORDS"
+SST2="$SHARED/sst2"
+
+# SST-2 as JSON Lines with a gender column: "male" or "female" for a sentence whose words name exactly one
+# gender (the built-in pair list), "other" otherwise (no gender word, or both); the study's equal-opportunity gap
+# compares the male and female groups only (scripts/fairness_study.py).
+if [ ! -f "$OUT/sst2_gender/train.jsonl" ]; then
+  "$PYTHON" - "$SST2" "$OUT/sst2_gender" <<'PY'
+import csv, json, sys
+from pathlib import Path
+
+import numpy as np
+
+from fednlp.fairness.pairs import GENDER_PAIRS
+
+male, female = {m for m, _ in GENDER_PAIRS}, {f for _, f in GENDER_PAIRS}
+source, out = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+for split, keep in (("train", 10000), ("dev", None)):
+    with open(source / f"{split}.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if keep is not None:
+        rows = [rows[i] for i in sorted(np.random.default_rng(0).choice(len(rows), keep, replace=False))]
+    with open(out / f"{split}.jsonl.tmp", "w") as g:
+        for row in rows:
+            words = set(row["sentence"].lower().split())
+            gender = {(True, False): "male", (False, True): "female"}.get((bool(words & male), bool(words & female)), "other")
+            g.write(json.dumps({"text": row["sentence"], "label": row["label"], "gender": gender}) + "\n")
+    (out / f"{split}.jsonl.tmp").rename(out / f"{split}.jsonl")
+PY
+fi
+data=$OUT/sst2_gender.h5 part=$OUT/sst2_gender_partition.h5 corpus=$OUT/sst2_full.h5
+[ -f "$data" ] || "$FEDNLP" data prepare --dataset jsonl --source "$OUT/sst2_gender" --text-column text \
+  --label-column label --group-column gender --out "$data"
+[ -f "$corpus" ] || "$FEDNLP" data prepare --dataset sst2 --source "$SST2" --out "$corpus"
+make_partitions "$data" "$part" "--method uniform --clients 100" "--method niid_label --clients 100 --alpha 0.1"
+uniform=uniform_clients=100 a01=niid_label_clients=100_alpha=0.1
+
+common=(--data "$data" --model minilm --max-seq-length 64 --batch-size 32 --max-grad-norm 1.0 --eval-batch-size 256
+        --freeze-layers 4 --cache-frozen true --final-eval full --optimizer adamw --lr 3e-4)
+fed=(--partition "$part" --rounds 50 --clients-per-round 10 --local-epochs 1 --eval-every 10
+     --algorithm fedopt --server-optimizer sgd --server-lr 1.0)
+
+# The metrics of a finished run, each written into its result.json, then the run's record (no model).
+measure() {
+  local dir=$OUT/runs/$1 to=$RECORDS/$1
+  [ -f "$dir/result.json" ] || return 0
+  [ -f "$dir/fairness.json" ] || "$FEDNLP" fairness "$dir" --data "$data"
+  [ -f "$dir/prediction_sensitivity.json" ] || "$FEDNLP" fairness "$dir" --data "$data" --metric prediction-sensitivity
+  [ -f "$dir/ceat.json" ] || "$FEDNLP" fairness "$dir" --metric ceat --data "$corpus" --samples 10000 --contexts 50
+  mkdir -p "$to"
+  for f in config.yaml metrics.jsonl clients.csv result.json fairness.json fairness_predictions.csv \
+      prediction_sensitivity.json prediction_sensitivity.csv ceat.json; do
+    [ -f "$dir/$f" ] && cp "$dir/$f" "$to/$f"
+  done
+  return 0
+}
+measured() { [ -f "$RECORDS/$1/ceat.json" ]; }
+study_run() {  # name, then the command (centralized or train) and its flags
+  local name=$1 command=$2; shift 2
+  measured "$name" && return 0
+  if [ ! -f "$OUT/runs/$name/result.json" ]; then
+    echo "== $(date +%T) $command $name" >&2
+    "$FEDNLP" "$command" "$@" --out "$OUT/runs/$name" --overwrite true || { failed+=("$name"); return 0; }
+  fi
+  measure "$name"
+}
+
+for seed in $SEEDS; do
+  study_run "fedavg-uniform-s$seed" train "${common[@]}" "${fed[@]}" --method "$uniform" --seed "$seed"
+  study_run "fedavg-uniform-augment-s$seed" train "${common[@]}" "${fed[@]}" --method "$uniform" --seed "$seed" \
+    --augment counterfactual
+  study_run "centralized-s$seed" centralized "${common[@]}" --epochs 5 --seed "$seed"
+  study_run "fedavg-a0.1-s$seed" train "${common[@]}" "${fed[@]}" --method "$a01" --seed "$seed"
+  study_run "fedavg-uniform-dp-s$seed" train "${common[@]}" "${fed[@]}" --method "$uniform" --seed "$seed" \
+    --dp client --sampler poisson --dp-clip 1.0 --dp-noise-multiplier 0.1
+done
+"$FEDNLP" leaderboard --update-docs docs/fairness.md  # the study's tables (fednlp/fairness/study_table.py)
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "failed runs: ${failed[*]}" >&2
+  exit 1
+fi
