@@ -15,12 +15,12 @@ group (result.json's "parallel_clients" block) and appends one JSON line per var
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
 
-from benchmarks.run import RESULTS, UNITS, WORK, loop_without_evaluation, machine, prepare, run_federated, run_floor
+from benchmarks.run import (RESULTS, UNITS, WORK, loop_without_evaluation, machine, prepare, run_federated, run_floor,
+                            selected_units)
 
 
 def measure(unit, sizes: list[int], repeats: int, extra: tuple[str, ...]) -> list[dict]:
@@ -77,10 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     extra = ("--device", args.device)
     WORK.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name in args.units:
-        unit = UNITS[name]
-        if args.rounds:
-            unit = dataclasses.replace(unit, train={**unit.train, "rounds": args.rounds})
+    for unit in selected_units(args.units, args.rounds):
         for row in measure(unit, args.parallel, args.repeats, extra):
             rows.append(row)
             if not args.rounds:
