@@ -73,6 +73,16 @@ def test_one_context_per_word_gives_the_same_effect_size_every_sample():
     assert hedges_olkin[0] == pytest.approx(effect_size_variance(expected, 3, 3))
 
 
+def test_names_are_found_case_insensitively_only_in_a_lowercased_corpus():
+    from fednlp.fairness.ceat_report import find_contexts
+
+    rng = np.random.default_rng(0)
+    cased = ["Bill paid the bill", "a poem"]
+    assert [c[1:] for c in find_contexts(cased, {"Bill"}, 5, rng)["Bill"]] == [(0, 4)]  # not the noun
+    lowercased = ["bill paid the bill", "a poem"]  # SST-2's case: no upper-case letter anywhere
+    assert sorted(c[1:] for c in find_contexts(lowercased, {"Bill"}, 5, rng)["Bill"]) == [(0, 4), (14, 18)]
+
+
 # ------------------------------------------------------------------------------ tiny runs, through the CLI
 
 WORDS = ["math", "algebra", "poetry", "art", "dance", "he", "him", "man", "she", "her", "woman", "likes", "and",

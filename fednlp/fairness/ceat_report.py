@@ -39,17 +39,26 @@ def corpus_texts(data_path: str | os.PathLike) -> list[str]:
     return [" ".join(map(str, v)) if isinstance(v, list) else str(v) for v in data.fields[TEXT_FIELDS[data.task_type]]]
 
 
-def word_pattern(word: str) -> re.Pattern:
-    flags = re.IGNORECASE if word.islower() else 0
+def word_pattern(word: str, any_case: bool = False) -> re.Pattern:
+    """A whole word: case-insensitive for lower-case list words (or `any_case`), exact for names and acronyms."""
+    flags = re.IGNORECASE if any_case or word.islower() else 0
     return re.compile(r"(?<![\w'-])" + re.escape(word) + r"(?![\w'-])", flags)
+
+
+def is_lowercased(texts: list[str]) -> bool:
+    """A corpus with no upper-case letter at all (SST-2's, for one) has had its case removed: names and acronyms
+    can then only be found case-insensitively."""
+    return all(text == text.lower() for text in texts)
 
 
 def find_contexts(texts: list[str], words: set[str], limit: int,
                   rng: np.random.Generator) -> dict[str, list[tuple[str, int, int]]]:
-    """word -> at most `limit` (window text, start, end) occurrences drawn at random; words never found left out."""
+    """word -> at most `limit` (window text, start, end) occurrences drawn at random; words never found left out.
+    In a lowercased corpus (is_lowercased) every word is matched case-insensitively."""
     found: dict[str, list[tuple[int, int, int]]] = {}
+    any_case = is_lowercased(texts)
     for word in sorted(words):
-        pattern = word_pattern(word)
+        pattern = word_pattern(word, any_case)
         spans = [(i, m.start(), m.end()) for i, text in enumerate(texts) for m in pattern.finditer(text)]
         if spans:
             chosen = sorted(rng.choice(len(spans), size=min(limit, len(spans)), replace=False))
