@@ -146,6 +146,7 @@ done
 # selection on the authors' natural partition (every client evaluated on its own test posts), continual
 # training on the posts as they arrive (4 periods, with and without a storage limit of 10 posts per client),
 # and client-level DP at two noise levels on uniform clients, where the non-private FedAvg clearly learns.
+lr=""  # set only where the research phase runs (PHASES=tables alone must not need the tuning records)
 has research && [ "$TASK" = classification ] && lr=$(RECORDS=$PLOTS/tuning OUT=$MAIN_OUT/tuning best_lr fedavg fedavg)
 natural_run=(--data "$data" --partition "$part" --method "$natural" "${common[@]}" "${fed_budget[@]}"
              --eval-clients all $(recipe fedavg "$lr"))
