@@ -96,6 +96,8 @@ regime() {  # regime seed
     fedavg-uniform-augment) study_run "$name" train "${common[@]}" "${fed[@]}" --method "$uniform" --seed "$2" \
                               --augment counterfactual ;;
     centralized) study_run "$name" centralized "${common[@]}" --epochs 2 --seed "$2" ;;
+    # Where every regime starts: one step at lr 1e-9 leaves MiniLM as pretrained (and the head untrained).
+    pretrained) study_run "$name" centralized "${common[@]}" --steps 1 --lr 1e-9 --seed "$2" ;;
     fedavg-a0.1) study_run "$name" train "${common[@]}" "${fed[@]}" --method "$a01" --seed "$2" ;;
     fedavg-uniform-dp) study_run "$name" train "${common[@]}" "${fed[@]}" --method "$uniform" --seed "$2" \
                          --dp client --sampler poisson --dp-clip 1.0 --dp-noise-multiplier 0.1 ;;
@@ -105,6 +107,7 @@ first=${SEEDS%% *} rest=${SEEDS#"$first"}
 for r in fedavg-uniform fedavg-uniform-augment centralized fedavg-a0.1 fedavg-uniform-dp; do regime "$r" "$first"; done
 for seed in $rest; do for r in fedavg-uniform fedavg-uniform-augment; do regime "$r" "$seed"; done; done
 for seed in $rest; do for r in centralized fedavg-a0.1 fedavg-uniform-dp; do regime "$r" "$seed"; done; done
+regime pretrained "$first"
 "$FEDNLP" leaderboard --update-docs docs/fairness.md  # the study's tables (fednlp/fairness/study_table.py)
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "failed runs: ${failed[*]}" >&2

@@ -52,6 +52,8 @@ def test_the_tables_hold_means_spreads_correlations_and_the_verdicts(records):
     text = study_tables(records)
     regime_row = next(line for line in text.splitlines() if line.startswith("| fedavg-uniform | 0,1,2 |"))
     assert "| 0.110 ± 0.010 |" in regime_row  # flip rate over the 3 seeds
+    assert "| 11.000 ± 1.000 |" in regime_row  # prediction sensitivity (flip / 10), shown x1000
+    assert "| sensitivity ×1000 |" in text
     # flip rate and prediction sensitivity are proportional here: rank correlation exactly 1
     flip_row = next(line for line in text.splitlines() if line.startswith("| flip_rate |"))
     assert "+1.00" in flip_row.split(" | ")[4]
