@@ -107,7 +107,7 @@ first=${SEEDS%% *} rest=${SEEDS#"$first"}
 for r in fedavg-uniform fedavg-uniform-augment centralized fedavg-a0.1 fedavg-uniform-dp; do regime "$r" "$first"; done
 for seed in $rest; do for r in fedavg-uniform fedavg-uniform-augment; do regime "$r" "$seed"; done; done
 for seed in $rest; do for r in centralized fedavg-a0.1 fedavg-uniform-dp; do regime "$r" "$seed"; done; done
-regime pretrained "$first"
+for seed in $SEEDS; do regime pretrained "$seed"; done  # the encoder as pretrained: the seed draws the head only
 "$FEDNLP" leaderboard --update-docs docs/fairness.md  # the study's tables (fednlp/fairness/study_table.py)
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "failed runs: ${failed[*]}" >&2

@@ -60,6 +60,9 @@ def test_the_tables_hold_means_spreads_correlations_and_the_verdicts(records):
     verdicts = {line.split(" | ")[0].strip("| "): line.split(" | ")[-1].strip("| ")
                 for line in text.split("rule:")[1].splitlines()[4:]}
     assert verdicts["flip_rate"] == "finding" and verdicts["accuracy"] == "not a finding: within the spread"
+    question = next(line for line in text.splitlines() if line.startswith("| fedavg-uniform-augment − fedavg-uniform |"))
+    assert question.split(" | ")[2] == "-0.090 finding"  # flip rate: mean 0.02 - mean 0.11
+    assert "| fedavg-uniform − centralized | not run |" in text  # a regime without records
 
 
 def test_the_page_rebuilds_and_check_fails_on_a_hand_edit(records):

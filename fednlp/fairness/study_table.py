@@ -7,13 +7,14 @@ A page holds them between markers naming the records folder (relative to the pag
 
 and `fednlp leaderboard --update-docs PAGE` rebuilds them with the result tables (fednlp/results/docs_tables.py).
 Each run directory is named REGIME-sSEED and holds result.json with the `fairness`, `prediction_sensitivity` and
-`ceat` blocks `fednlp fairness` writes, and fairness_predictions.csv. Three tables:
+`ceat` blocks `fednlp fairness` writes, and fairness_predictions.csv. Four tables:
 
 1. per regime, each metric's mean ± sample std over seeds;
 2. Spearman's rank correlation over every run between each pair of bias metrics (intrinsic vs extrinsic): do
    the metrics order the models alike?
-3. counterfactual augmentation against the same runs without it, per metric: the difference, Welch's interval
-   and the docs' verdict (fednlp/results/compare.py).
+3. each question (a regime against another: federated vs centralized, label skew, DP, augmentation, training
+   vs the pretrained start), per metric: the difference and the docs' verdict (fednlp/results/compare.py);
+4. counterfactual augmentation against the same runs without it, per metric, with Welch's interval.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fednlp.errors import UserError
-from fednlp.results.compare import Group, compare_groups
+from fednlp.results.compare import FINDING, ONE_SEED, WITHIN_SPREAD, Group, compare_groups
 from fednlp.results.run_files import RunDirectory
 
 MARKERS = re.compile(r"(<!-- fairness study: (?P<runs>[^>]+?) -->\n)(?P<body>.*?)(<!-- end fairness study -->)", re.S)
@@ -144,22 +145,24 @@ def correlation_table(runs: list[StudyRun]) -> list[str]:
     return lines
 
 
+def _group(runs: list[StudyRun], regime: str, metric: str) -> Group:
+    """The seeds of one regime as `fednlp compare` takes a side (the metric as the tables show it)."""
+    of = sorted((r for r in runs if r.regime == regime), key=lambda r: r.seed)
+    return Group(name=regime, task="fairness", metric=metric, greater_is_better=metric == "accuracy",
+                 seeds=tuple(r.seed for r in of), values=tuple(r.values[metric] * SCALE.get(metric, 1) for r in of),
+                 paths=())
+
+
 def augmentation_table(runs: list[StudyRun]) -> list[str]:
     """Each metric of the augmented FedAvg runs against the same runs without augmentation."""
     lines = [_row(["metric", f"{BASELINE}: mean ± std (seeds)", f"{AUGMENTED}: mean ± std (seeds)",
                    "difference [95% interval]", "verdict"]), "|---|---|---|---|---|"]
 
-    def group(regime: str, metric: str) -> Group:
-        of = sorted((r for r in runs if r.regime == regime), key=lambda r: r.seed)
-        return Group(name=regime, task="fairness", metric=metric, greater_is_better=metric == "accuracy",
-                     seeds=tuple(r.seed for r in of),
-                     values=tuple(r.values[metric] * SCALE.get(metric, 1) for r in of), paths=())
-
     def side(g: Group) -> str:
         return f"{g.mean:.4f}" + ("" if g.std is None else f" ± {g.std:.4f}") + f" ({g.n})"
 
     for metric in METRICS:
-        a, b = group(BASELINE, metric), group(AUGMENTED, metric)
+        a, b = _group(runs, BASELINE, metric), _group(runs, AUGMENTED, metric)
         if not a.n or not b.n:
             lines.append(_row([header(metric), side(a) if a.n else "not run", side(b) if b.n else "not run", "", ""]))
             continue
@@ -169,12 +172,37 @@ def augmentation_table(runs: list[StudyRun]) -> list[str]:
     return lines
 
 
+#: The study's questions, each B against A: does the regime change each metric? (A, B)
+COMPARISONS = [("centralized", "fedavg-uniform"), ("fedavg-uniform", "fedavg-a0.1"),
+               ("fedavg-uniform", "fedavg-uniform-dp"), ("fedavg-uniform", "fedavg-uniform-augment"),
+               ("pretrained", "centralized"), ("pretrained", "fedavg-uniform")]
+MARKS = {FINDING: "finding", WITHIN_SPREAD: "≈", ONE_SEED: "1 seed"}
+
+
+def comparisons_table(runs: list[StudyRun]) -> list[str]:
+    """One row per question (B - A), one cell per metric: the difference and its verdict's mark."""
+    lines = [_row(["B − A", *map(header, METRICS)]), "|" + "---|" * (len(METRICS) + 1)]
+    for a_name, b_name in COMPARISONS:
+        cells = []
+        for metric in METRICS:
+            a, b = _group(runs, a_name, metric), _group(runs, b_name, metric)
+            if not a.n or not b.n:
+                cells.append("not run")
+                continue
+            c = compare_groups(a, b)
+            cells.append(f"{c.difference:+.3f} {MARKS[c.verdict]}")
+        lines.append(_row([f"{b_name} − {a_name}", *cells]))
+    return lines
+
+
 def study_tables(runs_dir: Path) -> str:
     runs = read_runs(runs_dir)
     parts = [f"{len(runs)} runs. Each metric's mean ± sample std over seeds:", "", *regime_table(runs), "",
              f"Spearman's rank correlation between the bias metrics over every run but {REFERENCE}'s (p-value in "
              "brackets):", "",
              *correlation_table(runs), "",
+             "Does a regime change a metric? B − A for each question, each cell the difference and `fednlp compare`'s "
+             "verdict over seeds (finding; ≈: within the spread; 1 seed: no claim):", "", *comparisons_table(runs), "",
              "Counterfactual augmentation (B) against the same FedAvg runs without it (A), by `fednlp compare`'s "
              "rule:", "", *augmentation_table(runs)]
     return "\n".join(parts) + "\n"
