@@ -32,6 +32,17 @@ def test_docs_results_tables_are_rebuilt_from_the_records_without_a_difference()
         assert (doc.parent / folder / "chance.json").is_file()
 
 
+def test_docs_fairness_study_tables_are_rebuilt_from_the_records_without_a_difference():
+    from fednlp.fairness.study_table import MARKERS
+
+    doc = ROOT / "docs" / "fairness.md"
+    text, new, changed = regenerated(doc)
+    assert not changed and new == text, (f"docs/fairness.md: the tables of {changed} differ from their records; "
+                                         "run `fednlp leaderboard --update-docs docs/fairness.md`")
+    assert [m["runs"] for m in MARKERS.finditer(text)] == ["results/study_fairness/runs"]
+    assert len(list((doc.parent / "results/study_fairness/runs").glob("*/ceat.json"))) >= 5
+
+
 def page(tmp_path: Path, body: str) -> Path:
     doc = tmp_path / "docs" / "page.md"
     doc.parent.mkdir(parents=True, exist_ok=True)
