@@ -400,7 +400,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse._SubParsersAction], None]]] = 
     "algorithms": ("list the registered federated algorithms", _add_training_commands),
     "supervise": ("run a training command; resume it from its newest checkpoint when the job dies (at most N "
                   "times)", _add_supervise_command),
-    "fairness": ("fairness of a run's saved model: counterfactual flips, prediction sensitivity, CEAT",
+    "fairness": ("fairness of a run's saved model: counterfactual flips, prediction sensitivity, CEAT, an LM's "
+                 "occupation disparity",
                  add_fairness_command),
     "audit": ("privacy audit of a run's saved model: membership inference, canary exposure and extraction",
               add_audit_commands),

@@ -153,3 +153,34 @@ def test_the_distillation_loss_of_a_student_equal_to_its_teacher_is_zero(teacher
         settings = DistillConfig(data=str(data), task="lm", teacher="unused", temperature=2.0, perturb=perturb)
         loss = float(DistilledLM(head, model, settings).loss(model, batch).detach())
         assert (abs(loss) < 1e-5) == zero, (perturb, loss)
+
+
+def test_fairness_measures_an_lm_runs_occupation_disparity_as_distill_does(teacher, tmp_path: Path):
+    """`fednlp fairness RUN --metric disparity`: the same numbers as occupation_disparity on the saved model,
+    in disparity.json, result.json's block and one CSV row per prompt pair."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fednlp.fairness.disparity import occupation_disparity
+
+    _, run = teacher
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert _quiet(["fairness", str(copy), "--metric", "disparity"]) == 0
+    report = json.loads((copy / "disparity.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(str(copy / "model")).eval()
+    expected = occupation_disparity(model, AutoTokenizer.from_pretrained(str(copy / "model")), torch.device("cpu"))
+    assert report["total_variation_mean"] == pytest.approx(expected["total_variation_mean"], abs=1e-9)
+    assert report["occupation_log_ratio"] == pytest.approx(expected["occupation_log_ratio"], abs=1e-6)
+    assert json.loads((copy / "result.json").read_text())["disparity"] == report
+    rows = (copy / "disparity_pairs.csv").read_text().splitlines()
+    assert rows[0] == "male_prompt,female_prompt,total_variation" and len(rows) == 1 + expected["n_pairs"]
+
+
+def test_disparity_refuses_a_run_that_is_not_a_language_model(teacher, tmp_path: Path, capsys):
+    data, _ = teacher
+    classifier = tmp_path / "classifier"
+    assert _quiet(["centralized", "--data", str(data), "--model", "tiny-bert", "--steps", "1", "--quiet",
+                   "--max-seq-length", "24", "--out", str(classifier)]) == 0
+    code, err = _main_error(["fairness", str(classifier), "--metric", "disparity"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--metric disparity measures lm runs only" in err
+    assert not (classifier / "disparity.json").exists()

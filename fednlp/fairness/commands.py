@@ -11,6 +11,7 @@ METRICS = {
     "flips": ("fairness", "fairness_predictions.csv"),
     "prediction-sensitivity": ("prediction_sensitivity", "prediction_sensitivity.csv"),
     "ceat": ("ceat", "ceat_effect_sizes.csv"),
+    "disparity": ("disparity", "disparity_pairs.csv"),
 }
 CEAT_TESTS = ("weat6", "weat7", "weat8")
 
@@ -18,7 +19,8 @@ CEAT_TESTS = ("weat6", "weat7", "weat8")
 def add_fairness_command(sub: argparse._SubParsersAction) -> None:
     f = sub.add_parser(
         "fairness",
-        help="fairness of a run's saved model: counterfactual flips, prediction sensitivity, CEAT",
+        help="fairness of a run's saved model: counterfactual flips, prediction sensitivity, CEAT, an LM's "
+        "occupation disparity",
         description="--metric flips (default): rewrite every test text holding a protected term with its "
         "counterpart (built-in binary gender pairs, or --pairs) and report prediction flips, probability change "
         "and accuracy on original vs rewritten texts, per label; per-group accuracy and equal opportunity where "
@@ -27,8 +29,9 @@ def add_fairness_command(sub: argparse._SubParsersAction) -> None:
         "of protected words (Krishna et al. 2022; RUN_DIR/prediction_sensitivity.json and .csv). --metric ceat: "
         "the contextualized embedding association test (Guo & Caliskan 2021) of WEAT 6-8 on the model's hidden "
         "states (RUN_DIR/ceat.json, RUN_DIR/ceat_effect_sizes.csv). Each also writes its block of "
-        "RUN_DIR/result.json. Flips and prediction sensitivity measure classification runs; CEAT any encoder "
-        "or LM run.",
+        "RUN_DIR/result.json. --metric disparity: a language model's occupation disparity over gendered prompt "
+        "pairs, as `fednlp distill` reports it (RUN_DIR/disparity.json, RUN_DIR/disparity_pairs.csv). Flips "
+        "and prediction sensitivity measure classification runs; CEAT any encoder or LM run; disparity LM runs.",
     )
     f.add_argument("run_dir", metavar="RUN_DIR", help="a finished run's directory, holding model/ and config.yaml")
     f.add_argument("--metric", choices=sorted(METRICS), default="flips", help="what to measure (default flips)")
@@ -91,6 +94,11 @@ def cmd_fairness(args: argparse.Namespace) -> None:
 
         report, rows = sensitivity_evaluation(args.run_dir, data, args.pairs, args.psm)
         text = format_sensitivity(report)
+    elif args.metric == "disparity":
+        from fednlp.fairness.disparity_report import disparity_evaluation, format_disparity
+
+        report, rows = disparity_evaluation(args.run_dir)
+        text = format_disparity(report)
     else:
         from fednlp.fairness.ceat_report import ceat_evaluation, format_ceat
 

@@ -21,6 +21,7 @@ METRIC_TASKS: dict[str, tuple[str, ...]] = {
     "flips": ("classification",),
     "prediction-sensitivity": ("classification",),
     "ceat": ("classification", "tagging", "qa", "lm"),
+    "disparity": ("lm",),  # a causal LM's continuations of gendered prompts (fednlp/fairness/disparity.py)
 }
 
 #: The end of a saved model's architecture name -> the fednlp head that saves it.

@@ -60,6 +60,7 @@ OPTIONAL_STATS = {
     # `fednlp fairness --metric prediction-sensitivity` and `--metric ceat` (docs/fairness.md)
     "prediction_sensitivity": ("prediction_sensitivity", "all", "mean"),
     **{f"ceat_{t}": ("ceat", "tests", t, "combined_effect_size") for t in ("weat6", "weat7", "weat8")},
+    "disparity_tv_mean": ("disparity", "total_variation_mean"),  # `--metric disparity` of an LM run
 }
 # Config keys (fednlp/config.py) that only change what a run prints, logs or writes beside its result, never the
 # result: the progress bar, the TensorBoard log, how evaluation is batched (the same examples, the same model:
