@@ -72,3 +72,16 @@ def test_a_question_can_ask_about_a_result_statistic_instead_of_the_metric(tmp_p
     row = findings_table(tmp_path / "study" / "f.yaml").splitlines()[2]
     assert row.startswith("| worst clients (clients_worst10_mean) |") and row.endswith("| reproduced |")
     assert "0.110 ± 0.010 (3)" in row and "0.310 ± 0.010 (3)" in row
+
+
+def test_a_statistic_where_less_is_better_reads_the_other_way(tmp_path):
+    runs = tmp_path / "study" / "runs"
+    for seed in range(3):  # B's disparity is lower: B is better on a statistic where less is better
+        make_run(runs, f"plain-s{seed}", 0.5, seed=seed, disparity={"total_variation_mean": 0.30 + 0.01 * seed})
+        make_run(runs, f"aug-s{seed}", 0.5, seed=seed, config={"augment": "counterfactual"},
+                 disparity={"total_variation_mean": 0.10 + 0.01 * seed})
+    (tmp_path / "study" / "f.yaml").write_text(
+        "- {question: less bias, source: s, a: runs/plain-s*, b: runs/aug-s*, expect: b, stat: disparity_tv_mean}\n"
+        "- {question: more bias, source: s, a: runs/aug-s*, b: runs/plain-s*, expect: b, stat: disparity_tv_mean}\n")
+    rows = findings_table(tmp_path / "study" / "f.yaml").splitlines()[2:]
+    assert rows[0].endswith("| reproduced |") and rows[1].endswith("| not reproduced: the opposite |")

@@ -30,7 +30,7 @@ import yaml
 
 from fednlp.errors import UserError
 from fednlp.results.compare import FINDING, ONE_SEED, Group, compare_groups, load_group
-from fednlp.results.leaderboard import OPTIONAL_STATS
+from fednlp.results.leaderboard import LOWER_IS_BETTER_STATS, OPTIONAL_STATS
 from fednlp.results.run_files import RunDirectory
 
 KEYS = {"question", "source", "a", "b", "expect"}
@@ -54,8 +54,8 @@ def read_questions(path: Path) -> list[dict[str, Any]]:
 
 
 def stat_group(group: Group, stat: str | None) -> Group:
-    """`group` with each run's value of the result.json statistic `stat` (higher is better: the worst clients'
-    mean) in place of its primary metric; `group` itself without a stat."""
+    """`group` with each run's value of the result.json statistic `stat` (lower is better for those in
+    LOWER_IS_BETTER_STATS, e.g. a spread or a bias) in place of its primary metric; `group` itself without a stat."""
     if stat is None:
         return group
     values = []
@@ -64,7 +64,7 @@ def stat_group(group: Group, stat: str | None) -> Group:
         if not isinstance(value, (int, float)):
             raise UserError(f"findings: {run_dir} has no {stat} ({'.'.join(OPTIONAL_STATS[stat])} in result.json)")
         values.append(float(value))
-    return Group(name=group.name, task=group.task, metric=stat, greater_is_better=stat != "clients_std",
+    return Group(name=group.name, task=group.task, metric=stat, greater_is_better=stat not in LOWER_IS_BETTER_STATS,
                  seeds=group.seeds, values=tuple(values), paths=group.paths)
 
 
