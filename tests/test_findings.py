@@ -85,3 +85,10 @@ def test_a_statistic_where_less_is_better_reads_the_other_way(tmp_path):
         "- {question: more bias, source: s, a: runs/aug-s*, b: runs/plain-s*, expect: b, stat: disparity_tv_mean}\n")
     rows = findings_table(tmp_path / "study" / "f.yaml").splitlines()[2:]
     assert rows[0].endswith("| reproduced |") and rows[1].endswith("| not reproduced: the opposite |")
+
+
+def test_small_means_keep_three_significant_digits():
+    from fednlp.results.findings import decimals
+
+    assert decimals(0.5, 0.05) == 3 and decimals(0.0, 0.7) == 3  # the tables' usual 3 decimals
+    assert decimals(0.5, 0.002) == 5 and decimals(-0.0004, 0.3) == 6  # 0.00200, -0.000400

@@ -23,6 +23,7 @@ one seed" when a side has a single seed, "not run" when a side has no record yet
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,13 @@ def stat_group(group: Group, stat: str | None) -> Group:
                  seeds=group.seeds, values=tuple(values), paths=group.paths)
 
 
+def decimals(*means: float) -> int:
+    """3 decimals, or enough for 3 significant digits of the smallest non-zero mean under 0.01 (a disparity of
+    0.002 would read 0.002 ± 0.000 at 3)."""
+    small = [abs(m) for m in means if 0 < abs(m) < 0.01]
+    return 3 if not small else 2 - math.floor(math.log10(min(small)))
+
+
 def verdict(question: dict[str, Any], base: Path) -> list[str]:
     """One table row: the question, both sides, the difference with its interval, the verdict."""
     try:
@@ -77,12 +85,13 @@ def verdict(question: dict[str, Any], base: Path) -> list[str]:
             raise
         return [question["question"], question["source"], "", "", "", "not run"]
     c = compare_groups(a, b)
+    d = decimals(a.mean, b.mean)
 
     def side(g: Any) -> str:
-        spread = "" if g.std is None else f" ± {g.std:.3f}"
-        return f"{g.mean:.3f}{spread} ({g.n})"
+        spread = "" if g.std is None else f" ± {g.std:.{d}f}"
+        return f"{g.mean:.{d}f}{spread} ({g.n})"
 
-    interval = "" if c.interval is None else f" [{c.interval[0]:+.3f}, {c.interval[1]:+.3f}]"
+    interval = "" if c.interval is None else f" [{c.interval[0]:+.{d}f}, {c.interval[1]:+.{d}f}]"
     better_b = c.difference > 0 if a.greater_is_better else c.difference < 0
     if c.verdict == ONE_SEED:
         text = "not testable: one seed"
@@ -93,7 +102,8 @@ def verdict(question: dict[str, Any], base: Path) -> list[str]:
     else:
         text = "not reproduced: the opposite"
     what = f" ({question['stat']})" if question.get("stat") else ""
-    return [question["question"] + what, question["source"], side(a), side(b), f"{c.difference:+.3f}{interval}", text]
+    return [question["question"] + what, question["source"], side(a), side(b), f"{c.difference:+.{d}f}{interval}",
+            text]
 
 
 def findings_table(path: Path) -> str:
