@@ -43,6 +43,8 @@ SKIPPED = {
     ("docs/real-world.md", r"run_scripts/real_world\.sh"): "the real-world study: hours of training",
     ("docs/results.md", r"run_scripts/(results_\w+|study)\.sh"): "a results study: hours of training",
     ("docs/fairness.md", r"run_scripts/study_fairness\.sh"): "the fairness study: an hour of MiniLM training",
+    ("docs/fairness-mitigation.md", r"run_scripts/study_lm_augment\.sh"): "the LM augmentation study: half an hour "
+                                                                         "of training",
     ("docs/fairness-mitigation.md", r"--data bbc\.h5|--teacher teacher "): "the demonstration's recorded commands "
         "(BBC News, minutes of training, P and A stand for the four settings); the page's first distill block runs "
         "the same commands on SST-2",

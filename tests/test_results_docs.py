@@ -43,6 +43,15 @@ def test_docs_fairness_study_tables_are_rebuilt_from_the_records_without_a_diffe
     assert len(list((doc.parent / "results/study_fairness/runs").glob("*/ceat.json"))) >= 5
 
 
+def test_docs_fairness_mitigation_tables_are_rebuilt_from_the_records_without_a_difference():
+    doc = ROOT / "docs" / "fairness-mitigation.md"
+    text, new, changed = regenerated(doc)
+    assert not changed and new == text, (f"docs/fairness-mitigation.md: the tables of {changed} differ from their "
+                                         "records; run `fednlp leaderboard --update-docs docs/fairness-mitigation.md`")
+    assert [m["runs"] for m in BLOCK.finditer(text)] == ["results/study_lm_augment/runs"]
+    assert len(list((doc.parent / "results/study_lm_augment/runs").glob("*/disparity.json"))) == 6
+
+
 def page(tmp_path: Path, body: str) -> Path:
     doc = tmp_path / "docs" / "page.md"
     doc.parent.mkdir(parents=True, exist_ok=True)
