@@ -43,13 +43,14 @@ run_result() {
   fi
 }
 
-# Copy run $1's config, result, evaluations and per-client scores (not its model) into the records.
+# Copy run $1's config, result, evaluations and per-client scores (not its model) into the records, and any
+# further files of the run named after it (a metric's report, e.g. ceat.json).
 keep_record() {
   local dir=$OUT/runs/$1 to f
   [ -n "$(records)" ] && [ -f "$dir/result.json" ] || return 0
   to=$(records)/$1
   mkdir -p "$to"
-  for f in config.yaml metrics.jsonl clients.csv result.json; do
+  for f in config.yaml metrics.jsonl clients.csv result.json "${@:2}"; do
     [ -f "$dir/$f" ] && cp "$dir/$f" "$to/$f"
   done
   return 0

@@ -66,17 +66,13 @@ fed=(--partition "$part" --rounds 20 --clients-per-round 10 --local-epochs 1 --e
 
 # The metrics of a finished run, each written into its result.json, then the run's record (no model).
 measure() {
-  local dir=$OUT/runs/$1 to=$RECORDS/$1
+  local dir=$OUT/runs/$1
   [ -f "$dir/result.json" ] || return 0
   [ -f "$dir/fairness.json" ] || "$FEDNLP" fairness "$dir" --data "$data"
   [ -f "$dir/prediction_sensitivity.json" ] || "$FEDNLP" fairness "$dir" --data "$data" --metric prediction-sensitivity
   [ -f "$dir/ceat.json" ] || "$FEDNLP" fairness "$dir" --metric ceat --data "$corpus" --samples 10000 --contexts 20
-  mkdir -p "$to"
-  for f in config.yaml metrics.jsonl clients.csv result.json fairness.json fairness_predictions.csv \
-      prediction_sensitivity.json prediction_sensitivity.csv ceat.json; do
-    [ -f "$dir/$f" ] && cp "$dir/$f" "$to/$f"
-  done
-  return 0
+  keep_record "$1" fairness.json fairness_predictions.csv prediction_sensitivity.json prediction_sensitivity.csv \
+    ceat.json
 }
 measured() { [ -f "$RECORDS/$1/ceat.json" ]; }
 study_run() {  # name, then the command (centralized or train) and its flags

@@ -37,10 +37,7 @@ for seed in $SEEDS; do
         || { failed+=("$name"); continue; }
     fi
     "$FEDNLP" fairness "$OUT/runs/$name" --metric disparity
-    mkdir -p "$RECORDS/$name"
-    for f in config.yaml metrics.jsonl clients.csv result.json disparity.json disparity_pairs.csv; do
-      [ -f "$OUT/runs/$name/$f" ] && cp "$OUT/runs/$name/$f" "$RECORDS/$name/$f"
-    done
+    keep_record "$name" disparity.json disparity_pairs.csv
   done
 done
 "$FEDNLP" leaderboard --update-docs docs/fairness-mitigation.md  # the section's table and findings
