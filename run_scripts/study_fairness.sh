@@ -24,34 +24,9 @@ SEEDS=${SEEDS:-0 1 2}
 mkdir -p "$OUT" "$RECORDS"
 SST2="$SHARED/sst2"
 
-# SST-2 as JSON Lines with a gender column: "male" or "female" for a sentence whose words name exactly one
-# gender (the built-in pair list), "other" otherwise (no gender word, or both); the study's equal-opportunity gap
-# compares the male and female groups only (scripts/fairness_study.py).
-if [ ! -f "$OUT/sst2_gender/train.jsonl" ]; then
-  "$PYTHON" - "$SST2" "$OUT/sst2_gender" <<'PY'
-import csv, json, sys
-from pathlib import Path
-
-import numpy as np
-
-from fednlp.fairness.pairs import GENDER_PAIRS
-
-male, female = {m for m, _ in GENDER_PAIRS}, {f for _, f in GENDER_PAIRS}
-source, out = Path(sys.argv[1]), Path(sys.argv[2])
-out.mkdir(parents=True, exist_ok=True)
-for split, keep in (("train", 10000), ("dev", None)):
-    with open(source / f"{split}.tsv") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if keep is not None:
-        rows = [rows[i] for i in sorted(np.random.default_rng(0).choice(len(rows), keep, replace=False))]
-    with open(out / f"{split}.jsonl.tmp", "w") as g:
-        for row in rows:
-            words = set(row["sentence"].lower().split())
-            gender = {(True, False): "male", (False, True): "female"}.get((bool(words & male), bool(words & female)), "other")
-            g.write(json.dumps({"text": row["sentence"], "label": row["label"], "gender": gender}) + "\n")
-    (out / f"{split}.jsonl.tmp").rename(out / f"{split}.jsonl")
-PY
-fi
+# SST-2 as JSON Lines with a gender column (scripts/sst2_gender.py: a seeded 10,000-sentence sample, the dev
+# sentences as test, "male"/"female"/"other" from the built-in pair list).
+[ -f "$OUT/sst2_gender/dev.jsonl" ] || "$PYTHON" scripts/sst2_gender.py "$SST2" "$OUT/sst2_gender"
 data=$OUT/sst2_gender.h5 part=$OUT/sst2_gender_partition.h5 corpus=$OUT/sst2_full.h5
 [ -f "$data" ] || "$FEDNLP" data prepare --dataset jsonl --source "$OUT/sst2_gender" --text-column text \
   --label-column label --group-column gender --out "$data"

@@ -130,3 +130,20 @@ def test_a_group_mixing_settings_is_refused(tmp_path):
     record(tmp_path / "k", "s0", 0.5, 0, config={"lr": 0.1, "seed": 0, "out": "runs/a"})
     record(tmp_path / "k", "s1", 0.4, 1, config={"lr": 0.1, "seed": 1, "out": "runs/b"})
     assert load_group(str(tmp_path / "k")).seeds == (0, 1)  # seeds and output paths are not settings
+
+
+def test_settings_named_in_vary_may_differ_within_a_group(tmp_path, capsys):
+    # seed s fine-tunes the model seed s of another study trained: the model path changes with the seed
+    for seed in range(2):
+        record(tmp_path / "ft", f"s{seed}", 0.5 + 0.01 * seed, seed, model=f"students/s{seed}/model",
+               config={"model": f"students/s{seed}/model", "lr": 0.1, "seed": seed})
+    spec = str(tmp_path / "ft")
+    with pytest.raises(UserError, match="mixes settings: model"):
+        load_group(spec)
+    assert load_group(spec, vary=("model",)).values == (0.5, 0.51)
+    record(tmp_path / "ft", "s2", 0.52, 2, model="students/s2/model",
+           config={"model": "students/s2/model", "lr": 0.2, "seed": 2})
+    with pytest.raises(UserError, match="mixes settings: lr"):  # only the named setting may vary
+        load_group(spec, vary=("model",))
+    assert main(["compare", spec, spec, "--vary", "model", "--vary", "lr"]) == 0
+    assert "verdict: not a finding" in capsys.readouterr().out

@@ -54,7 +54,8 @@ def test_the_page_rebuilds_the_findings_and_check_fails_on_a_hand_edit(tmp_path)
 
 
 @pytest.mark.parametrize("text", ["- {question: q, a: x, b: y, expect: b}\n",
-                                  "- {question: q, source: s, a: x, b: y, expect: maybe}\n", "question: q\n"])
+                                  "- {question: q, source: s, a: x, b: y, expect: maybe}\n", "question: q\n",
+                                  "- {question: q, source: s, a: x, b: y, expect: b, vary: model}\n"])
 def test_a_malformed_questions_file_is_one_line(tmp_path, text):
     (tmp_path / "f.yaml").write_text(text)
     with pytest.raises(UserError, match="findings file"):
@@ -85,6 +86,19 @@ def test_a_statistic_where_less_is_better_reads_the_other_way(tmp_path):
         "- {question: more bias, source: s, a: runs/aug-s*, b: runs/plain-s*, expect: b, stat: disparity_tv_mean}\n")
     rows = findings_table(tmp_path / "study" / "f.yaml").splitlines()[2:]
     assert rows[0].endswith("| reproduced |") and rows[1].endswith("| not reproduced: the opposite |")
+
+
+def test_a_question_names_the_settings_its_seeds_may_differ_in(tmp_path):
+    runs = tmp_path / "study" / "runs"
+    for seed in range(3):  # each seed fine-tunes its own student: the model differs with the seed
+        make_run(runs, f"plain-s{seed}", 0.50 + 0.01 * seed, seed=seed, model=f"students/plain-s{seed}/model")
+        make_run(runs, f"mitigated-s{seed}", 0.70 + 0.01 * seed, seed=seed, model=f"students/mit-s{seed}/model")
+    question = "- {question: q, source: s, a: runs/plain-s*, b: runs/mitigated-s*, expect: b%s}\n"
+    (tmp_path / "study" / "f.yaml").write_text(question % "")
+    with pytest.raises(UserError, match="mixes settings: model"):
+        findings_table(tmp_path / "study" / "f.yaml")
+    (tmp_path / "study" / "f.yaml").write_text(question % ", vary: [model]")
+    assert findings_table(tmp_path / "study" / "f.yaml").splitlines()[2].endswith("| reproduced |")
 
 
 def test_small_means_keep_three_significant_digits():

@@ -22,10 +22,13 @@ def add_compare_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("b", metavar="B", help="group B, like A")
     p.add_argument("--format", default="markdown", choices=("markdown", "json"))
     p.add_argument("--confidence", type=float, default=0.95, help="the interval's confidence level (default 0.95)")
+    p.add_argument("--vary", action="append", default=[], metavar="KEY",
+                   help="a setting the runs of one side may differ in besides the seed (repeatable), e.g. model "
+                   "when seed s fine-tunes the model of another study's seed s")
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from fednlp.results.compare import compare
 
-    print(compare(args.a, args.b, args.format, args.confidence), end="")
+    print(compare(args.a, args.b, args.format, args.confidence, tuple(args.vary)), end="")

@@ -84,8 +84,10 @@ def result_paths(spec: str) -> list[Path]:
     return sorted(set(found))
 
 
-def load_group(spec: str) -> Group:
-    """The runs `spec` names, checked to be one task and metric with one run per seed."""
+def load_group(spec: str, vary: tuple[str, ...] = ()) -> Group:
+    """The runs `spec` names, checked to be one task and metric with one run per seed; the settings named in
+    `vary` may differ between them (a fine-tuning study whose seed s starts from the model of seed s's run:
+    the model path changes with the seed)."""
     results: list[tuple[Path, RunResult]] = [(p, RunDirectory(p.parent).result) for p in result_paths(spec)]
     for path, result in results:
         if result.metric is None or result.value is None:
@@ -94,7 +96,7 @@ def load_group(spec: str) -> Group:
     if len(kinds) > 1:
         raise UserError(f"compare: {spec} mixes tasks or metrics ({', '.join(f'{t}/{m}' for t, m, _ in kinds)}); "
                         "a group is the seeds of one setting")
-    _check_one_setting(spec, results)
+    _check_one_setting(spec, results, vary)
     seen: dict[Any, Path] = {}
     for path, result in results:
         if result.seed in seen:
@@ -111,11 +113,13 @@ def load_group(spec: str) -> Group:
 IDENTITY_KEYS = ("dataset", "model", "partition_method", "algorithm")
 
 
-def _check_one_setting(spec: str, results: list[tuple[Path, RunResult]]) -> None:
+def _check_one_setting(spec: str, results: list[tuple[Path, RunResult]], vary: tuple[str, ...] = ()) -> None:
     """Every run of a group has the first one's settings (config but seed and paths, data checksums, and the
-    leaderboard's identity keys): averaging seeds of different settings would hide the difference asked about."""
+    leaderboard's identity keys), those named in `vary` aside: averaging seeds of different settings would hide
+    the difference asked about."""
     def setting(result: RunResult) -> dict[str, Any]:
-        return {**run_settings(result), **{k: result.record.get(k) for k in IDENTITY_KEYS}}
+        found = {**run_settings(result), **{k: result.record.get(k) for k in IDENTITY_KEYS}}
+        return {k: v for k, v in found.items() if k not in vary}
 
     (first_path, first), reference = results[0], setting(results[0][1])
     for path, result in results[1:]:
@@ -204,8 +208,8 @@ def _markdown(c: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare(a: str, b: str, fmt: str = "markdown", confidence: float = 0.95) -> str:
+def compare(a: str, b: str, fmt: str = "markdown", confidence: float = 0.95, vary: tuple[str, ...] = ()) -> str:
     """The report of `fednlp compare A B`."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
-    return render_comparison(compare_groups(load_group(a), load_group(b), confidence), fmt)
+    return render_comparison(compare_groups(load_group(a, vary), load_group(b, vary), confidence), fmt)

@@ -8,6 +8,7 @@ A study commits its questions beside its records (a YAML list; paths relative to
       b: runs/fedopt-a0.1-s*
       expect: b            # the side the source found better ("a" or "b")
       stat: clients_worst10_mean   # optional: a leaderboard column of result.json (OPTIONAL_STATS), not the metric
+      vary: [model]        # optional: settings a side's seeds may differ in (`fednlp compare --vary`)
 
 and the page holds the table between markers that name the file:
 
@@ -35,7 +36,7 @@ from fednlp.results.leaderboard import LOWER_IS_BETTER_STATS, OPTIONAL_STATS
 from fednlp.results.run_files import RunDirectory
 
 KEYS = {"question", "source", "a", "b", "expect"}
-OPTIONAL = {"stat"}
+OPTIONAL = {"stat", "vary"}
 HEADER = ["question", "source", "A: mean ± std (seeds)", "B: mean ± std (seeds)", "B − A [95% interval]", "verdict"]
 
 
@@ -48,9 +49,11 @@ def read_questions(path: Path) -> list[dict[str, Any]]:
         raise UserError(f"findings file {path}: expected a YAML list of questions")
     for i, q in enumerate(questions, 1):
         if not isinstance(q, dict) or not KEYS <= set(q) <= KEYS | OPTIONAL or q["expect"] not in ("a", "b") \
-                or q.get("stat", "clients_std") not in OPTIONAL_STATS:
+                or q.get("stat", "clients_std") not in OPTIONAL_STATS \
+                or not (isinstance(q.get("vary", []), list) and all(isinstance(k, str) for k in q.get("vary", []))):
             raise UserError(f"findings file {path}: question {i} must have the keys {', '.join(sorted(KEYS))} "
-                            f"(and optionally stat, one of {', '.join(OPTIONAL_STATS)}), with expect 'a' or 'b'")
+                            f"(and optionally stat, one of {', '.join(OPTIONAL_STATS)}, and vary, a list of "
+                            "setting names), with expect 'a' or 'b'")
     return questions
 
 
@@ -79,7 +82,8 @@ def decimals(*means: float) -> int:
 def verdict(question: dict[str, Any], base: Path) -> list[str]:
     """One table row: the question, both sides, the difference with its interval, the verdict."""
     try:
-        a, b = (stat_group(load_group(str(base / question[side])), question.get("stat")) for side in ("a", "b"))
+        vary = tuple(question.get("vary", ()))
+        a, b = (stat_group(load_group(str(base / question[side]), vary), question.get("stat")) for side in ("a", "b"))
     except UserError as exc:
         if "holds no result.json" not in str(exc):
             raise

@@ -57,6 +57,7 @@ OPTIONAL_STATS = {
     "canary_max_exposure": ("audit", "canary_max_exposure"),
     "canary_extraction_rate": ("audit", "canary_extraction_rate"),
     "flip_rate": ("fairness", "flip_rate"),
+    "cf_prob_change": ("fairness", "mean_abs_prob_change"),  # the counterfactual's mean |change| in probability
     # `fednlp fairness --metric prediction-sensitivity` and `--metric ceat` (docs/fairness.md)
     "prediction_sensitivity": ("prediction_sensitivity", "all", "mean"),
     **{f"ceat_{t}": ("ceat", "tests", t, "combined_effect_size") for t in ("weat6", "weat7", "weat8")},
@@ -65,7 +66,8 @@ OPTIONAL_STATS = {
 # The statistics above where less is better (a spread, a bias, a privacy loss or leak); the rest are scores.
 LOWER_IS_BETTER_STATS = frozenset({"clients_std", "dp_epsilon_spent", "dp_delta_spent", "dp_epsilon_heuristic",
                                    "mia_auc", "mia_tpr_at_1pct_fpr", "canary_max_exposure", "canary_extraction_rate",
-                                   "flip_rate", "prediction_sensitivity", "disparity_tv_mean"})
+                                   "flip_rate", "cf_prob_change", "prediction_sensitivity",
+                                   "disparity_tv_mean"})
 # Config keys (fednlp/config.py) that only change what a run prints, logs or writes beside its result, never the
 # result: the progress bar, the TensorBoard log, how evaluation is batched (the same examples, the same model:
 # the same scores), whether the model and checkpoints are saved. Runs that differ only in them are seeds of one
