@@ -184,3 +184,22 @@ def test_disparity_refuses_a_run_that_is_not_a_language_model(teacher, tmp_path:
     code, err = _main_error(["fairness", str(classifier), "--metric", "disparity"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--metric disparity measures lm runs only" in err
     assert not (classifier / "disparity.json").exists()
+
+
+def test_an_encoder_turned_decoder_teacher_stays_causal_when_loaded(teacher, tmp_path: Path):
+    """The study's teacher is MiniLM trained as an LM (is_decoder): loaded back for distillation it must still
+    mask the future, or its predictions would read the very token they predict."""
+    from fednlp.fairness.distill import load_teacher
+
+    data, _ = teacher
+    run = tmp_path / "bert-teacher"
+    assert _quiet(["centralized", "--data", str(data), "--task", "lm", "--model", "tiny-bert", "--max-seq-length",
+                   "24", "--steps", "2", "--lr", "1e-3", "--quiet", "--out", str(run)]) == 0
+    model = load_teacher(str(run), load_tokenizer("tiny-gpt2"), torch.device("cpu"))
+    ids = torch.tensor([[101, 2002, 2499, 2004, 1037, 3460, 102]])
+    changed = ids.clone()
+    changed[0, 4:] = torch.tensor([2016, 2003, 102])  # a different future after position 3
+    with torch.no_grad():
+        a, b = model(input_ids=ids).logits, model(input_ids=changed).logits
+    torch.testing.assert_close(a[0, :4], b[0, :4])  # what precedes the change cannot see it
+    assert not torch.allclose(a[0, 4:], b[0, 4:])
