@@ -48,8 +48,13 @@ def test_docs_fairness_mitigation_tables_are_rebuilt_from_the_records_without_a_
     text, new, changed = regenerated(doc)
     assert not changed and new == text, (f"docs/fairness-mitigation.md: the tables of {changed} differ from their "
                                          "records; run `fednlp leaderboard --update-docs docs/fairness-mitigation.md`")
-    assert [m["runs"] for m in BLOCK.finditer(text)] == ["results/study_lm_augment/runs"]
+    assert [m["runs"] for m in BLOCK.finditer(text)] == ["results/study_lm_augment/runs",
+                                                         "results/study_distill/runs/students"]
     assert len(list((doc.parent / "results/study_lm_augment/runs").glob("*/disparity.json"))) == 6
+    distill = doc.parent / "results/study_distill"  # 4 settings x 3 seeds, each student fine-tuned downstream
+    assert len(list(distill.glob("runs/students/*/disparity.json"))) == 12
+    assert len(list(distill.glob("runs/downstream/*/prediction_sensitivity.json"))) == 12
+    assert "<!-- findings: results/study_distill/findings.yaml -->" in text
 
 
 def page(tmp_path: Path, body: str) -> Path:
