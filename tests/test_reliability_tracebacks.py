@@ -85,6 +85,24 @@ def test_activity_power_1000_trains(small: tuple[Path, Path], tmp_path: Path) ->
     assert (out / "result.json").is_file()
 
 
+def test_too_few_clients_with_data_for_the_activity_sampler_is_refused_before_any_output(
+        small: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import h5py
+
+    data, part = small
+    emptied = tmp_path / "emptied.h5"
+    shutil.copy(part, emptied)
+    with h5py.File(emptied, "r+") as f:  # the last client's training rows go to the one before it: it is empty
+        offsets = f["uniform_clients=4/train_offsets"]
+        offsets[-2] = offsets[-1]
+    out = tmp_path / "run"
+    argv = _train((data, emptied), out, "--sampler", "activity", "--clients-per-round", "4")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs at least --clients-per-round 4 clients with training examples; 3" in err
+    assert not out.exists()  # refused before the run directory (it was made, then refused in round 1)
+
+
 def test_inclusion_probabilities_stay_finite_for_any_power_and_give_an_empty_client_zero() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's overflow and 0/0 warnings were the symptom

@@ -65,6 +65,7 @@ def train_federated(config: TrainConfig, comm: Any = None, resume: bool = False)
                                      eligible=eligible).active
     algorithm, privacy = privatize(algorithm, config, sampler, clients.sizes, eligible, active_of)  # --dp
     clients_to_evaluate(config.eval_clients, clients, config.seed)  # bad --eval-clients fails before any work
+    active_of(0)  # the sampler's refusals (too few clients with data for --sampler activity) before any output
     session = open_session(config, comm, default_run_name(config), resume=resume, check_model=algorithm.check_model)
     federation = Federation(session, algorithm, clients, sampler, held_out)
     if privacy is not None:
