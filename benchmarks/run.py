@@ -182,6 +182,8 @@ def measure(unit: Unit, ranks_list: list[int], extra: tuple[str, ...] = ()) -> l
             "device": fed["device"], "options": list(extra),
             "per_round_s": {p: round(fed["timing_s"].get(p, 0.0) / rounds, 4) for p in PHASES},
             "peak_rss_mb_per_rank": fed["peak_rss_mb_per_rank"], "floor_peak_rss_mb": floor["peak_rss_mb_per_rank"][0],
+            "peak_cuda_mb_per_rank": fed.get("peak_cuda_mb_per_rank"),  # on a GPU run only
+            "floor_peak_cuda_mb": (floor.get("peak_cuda_mb_per_rank") or [None])[0],
             "metric": fed["metric"], "value": fed["value"], "floor_value": floor["value"],
             "versions": fed["versions"], "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         })

@@ -195,6 +195,9 @@ def finish(session: Session, result: dict[str, Any], history: list[dict[str, Any
         history=history,
         wall_time_s=round(time.perf_counter() - session.started, 3),
     )
+    if session.device.type == "cuda":  # the accelerator's own peak beside the host's (benchmarks/gpu.sh reads it)
+        peak_cuda = torch.cuda.max_memory_allocated(session.device) / 2**20
+        result["peak_cuda_mb_per_rank"] = [round(m, 1) for m in session.comm.allgather(peak_cuda)]
     result.update(evaluation_share(session.timer.seconds, result["wall_time_s"]),
                   eval=final.get("eval"))
     if session.writer is not None:
