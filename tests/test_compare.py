@@ -147,3 +147,6 @@ def test_settings_named_in_vary_may_differ_within_a_group(tmp_path, capsys):
         load_group(spec, vary=("model",))
     assert main(["compare", spec, spec, "--vary", "model", "--vary", "lr"]) == 0
     assert "verdict: not a finding" in capsys.readouterr().out
+    assert main(["compare", spec, spec, "--vary", "modle"]) == 2  # a misspelt setting is refused, not ignored
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--vary modle is not a setting of the runs" in err and "model" in err

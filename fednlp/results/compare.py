@@ -117,10 +117,17 @@ def _check_one_setting(spec: str, results: list[tuple[Path, RunResult]], vary: t
     """Every run of a group has the first one's settings (config but seed and paths, data checksums, and the
     leaderboard's identity keys), those named in `vary` aside: averaging seeds of different settings would hide
     the difference asked about."""
-    def setting(result: RunResult) -> dict[str, Any]:
-        found = {**run_settings(result), **{k: result.record.get(k) for k in IDENTITY_KEYS}}
-        return {k: v for k, v in found.items() if k not in vary}
+    def found(result: RunResult) -> dict[str, Any]:
+        return {**run_settings(result), **{k: result.record.get(k) for k in IDENTITY_KEYS}}
 
+    def setting(result: RunResult) -> dict[str, Any]:
+        return {k: v for k, v in found(result).items() if k not in vary}
+
+    known = set().union(*(found(r) for _, r in results))
+    unknown = sorted(set(vary) - known)
+    if unknown:  # a misspelt --vary would silently allow nothing
+        raise UserError(f"compare: --vary {unknown[0]} is not a setting of the runs in {spec} (expected a key of "
+                        f"their config.yaml, or one of {', '.join(IDENTITY_KEYS)})")
     (first_path, first), reference = results[0], setting(results[0][1])
     for path, result in results[1:]:
         other = setting(result)
