@@ -146,9 +146,17 @@ class GroupTrainer:
         # The stacked weights' columns: all of the flat buffer, or all but the table (compact tables apart).
         self.dense = ([slice(0, start), slice(start + table.numel(), flat.numel)] if self.compact
                       else [slice(0, flat.numel)])
-        # functional_call's dict: every stacked weight, as pieces of one row (torch.split: its backward is one cat).
+        # functional_call's dict: every stacked weight, a view of its own columns of the stacked rows. The weights
+        # go into the vmapped gradient as these separate views, so each gradient comes back on its own and the
+        # optimizer steps each view in place: no [G, n] gradient is put together (torch.split's backward was a
+        # cat of the whole stacked gradient: 96 MB a step for WU-B's 50 clients; benchmarks/README.md).
         self.layout = [(f"model.{names[id(p)]}", p.shape) for p in flat.params if not (self.compact and p is table)]
         self.sizes = [int(np.prod(shape)) for _, shape in self.layout]
+        self.columns = [slice(int(a), int(a) + n) for a, n in zip(np.cumsum([0, *self.sizes[:-1]]), self.sizes)]
+        # The table's piece when it is one of the stacked weights (its gradient is scattered in by hand).
+        self.table_piece = next((i for i, (name, _) in enumerate(self.layout) if name == f"model.{names[id(table)]}"),
+                                None)
+        self._rows: torch.Tensor | None = None  # the stacked rows, kept across groups (no fresh pages per round)
         # transformers' attention modules say whether they mask the future (GPT-2's config has no is_decoder).
         self.causal = any(getattr(module, "is_causal", False) is True for module in self.model.modules())
         self.optimizer = StackedOptimizer(self.config.optimizer, self.config.lr, self.config.weight_decay)
@@ -158,15 +166,27 @@ class GroupTrainer:
         self._step = vmap(grad_and_value(self._loss, argnums=(0, 1) if self.table_trainable else 0),
                           in_dims=(0, 0 if self.table_trainable else None, 0), randomness="different")
 
-    def _loss(self, weights: torch.Tensor, embedded: torch.Tensor | None, batch: dict[str, torch.Tensor]
+    def _loss(self, pieces: tuple[torch.Tensor, ...], embedded: torch.Tensor | None, batch: dict[str, torch.Tensor]
               ) -> torch.Tensor:
-        pieces = torch.split(weights, self.sizes)
-        params = {name: piece.view(shape) for (name, shape), piece in zip(self.layout, pieces)}
+        params = {name: piece for (name, _), piece in zip(self.layout, pieces)}
         self._lookup[:] = [] if embedded is None else [embedded]  # what the word embedding returns (_group_forward)
         return functional_call(self.loss_module, params, (batch,))
 
     def _dense_of(self, flat: torch.Tensor) -> torch.Tensor:
         return torch.cat([flat[part] for part in self.dense]) if self.compact else flat
+
+    def _pieces(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """Each weight's view of the stacked rows [G, n] (or of one row [n]): [G, *shape] (or its shape)."""
+        lead = rows.shape[:-1]
+        return [rows[..., part].view(*lead, *shape) for part, (_, shape) in zip(self.columns, self.layout)]
+
+    def _stacked_rows(self, dense_global: torch.Tensor, size: int) -> torch.Tensor:
+        """The group's rows [size, n], each the global weights, in a buffer reused from group to group."""
+        if self._rows is None or self._rows.shape[0] < size or self._rows.device != dense_global.device:
+            self._rows = torch.empty(size, dense_global.numel(), dtype=dense_global.dtype, device=dense_global.device)
+        rows = self._rows[:size]
+        rows.copy_(dense_global.expand(size, -1))
+        return rows
 
     # -- a round ---------------------------------------------------------------------------------------
     def updates(self, clients: list[int], plan: RoundPlan, size: int) -> Iterator[ClientUpdate]:
@@ -186,11 +206,12 @@ class GroupTrainer:
         steps = [len(batches) for _, _, _, batches in work]
         ids = self.features.arrays["input_ids"]
         seen = [touched_rows(ids[rows[np.concatenate(batches)]]) for _, rows, _, batches in work]
-        stacked = self._dense_of(fed.global_flat).unsqueeze(0).repeat(len(work), 1)
+        dense_global = self._dense_of(fed.global_flat)
+        stacked = self._stacked_rows(dense_global, len(work))
         tables, own_rows = self._tables(stacked, seen)
-        state = [stacked] + ([tables] if self.compact else [])
+        state = self._pieces(stacked) + ([tables] if self.compact else [])
         self.optimizer.reset(state)
-        globals_ = [self._dense_of(fed.global_flat)] + ([self._global_rows(own_rows)] if self.compact else [])
+        globals_ = self._pieces(dense_global) + ([self._global_rows(own_rows)] if self.compact else [])
         if self.unused is None and self.config.weight_decay != 0:
             _, rows, _, batches = work[0]
             self.unused = self._unused_spans(self.features.batch(rows[batches[0]], stacked.device))
@@ -202,7 +223,7 @@ class GroupTrainer:
         with self._group_forward():
             for step in range(max(steps)):
                 active = torch.tensor([step < n for n in steps], device=stacked.device)
-                loss = self._one_step(work, step, stacked, tables, own_rows, state, globals_, active)
+                loss = self._one_step(work, step, stacked, tables, own_rows, state, globals_, active, dense_global)
                 first = loss if first is None else first
                 last = torch.where(active, loss, last) if last is not None else loss
                 total += torch.where(active, loss, torch.zeros_like(loss))
@@ -235,7 +256,7 @@ class GroupTrainer:
 
     def _one_step(self, work: list[Work], step: int, stacked: torch.Tensor, tables: torch.Tensor | None,
                   own_rows: torch.Tensor | None, state: list[torch.Tensor], globals_: list[torch.Tensor],
-                  active: torch.Tensor) -> torch.Tensor:
+                  active: torch.Tensor, dense_global: torch.Tensor) -> torch.Tensor:
         timer = self.fed.session.timer
         start = time.perf_counter()
         device = stacked.device
@@ -251,13 +272,14 @@ class GroupTrainer:
                 index = torch.searchsorted(own_rows, index.flatten(1)).view_as(index).clamp_(max=own_rows.shape[1] - 1)
         start = timer.add("data_loading", start)
         embedded = None if tables is None else tables[group, index]
+        pieces = tuple(state[: len(self.layout)])
         if tables is not None:
-            (grad, grad_embedded), loss = self._step(stacked, embedded, batch)
+            (grad, grad_embedded), loss = self._step(pieces, embedded, batch)
         else:
-            grad, loss = self._step(stacked, None, batch)
+            grad, loss = self._step(pieces, None, batch)
             grad_embedded = None
-        grads = [grad] if grad_embedded is None else self._with_table_gradient(
-            grad, grad_embedded, tables, (group, index), batch["input_ids"])
+        grads = list(grad) if grad_embedded is None else self._with_table_gradient(
+            list(grad), grad_embedded, tables, (group, index), batch["input_ids"])
         if self.prox:  # the algorithm's own elementwise hook (FedProx: mu (w - w_global)) on the stacked rows
             for tensor, g in zip(state, grads):
                 tensor.grad = g
@@ -268,21 +290,20 @@ class GroupTrainer:
             clip_stacked_(grads, self.config.max_grad_norm)
         self.optimizer.step(state, grads, active)
         for span in self.unused or ():  # see _unused_spans
-            stacked[:, span] = globals_[0][span]
+            stacked[:, span] = dense_global[span]
         timer.add("local_training", start)
         return loss
 
-    def _with_table_gradient(self, grad: torch.Tensor, grad_embedded: torch.Tensor, tables: torch.Tensor,
+    def _with_table_gradient(self, grads: list[torch.Tensor], grad_embedded: torch.Tensor, tables: torch.Tensor,
                              where: tuple[torch.Tensor, torch.Tensor], input_ids: torch.Tensor) -> list[torch.Tensor]:
         """The looked-up rows' gradient scattered into the tables (summed over repeated tokens, as nn.Embedding's
-        backward does): a gradient of its own for compact tables, else added into the stacked weights'."""
+        backward does): a gradient of its own for compact tables, else added into the table's own piece's."""
         if self.word.padding_idx is not None:  # nn.Embedding never moves its padding row
             grad_embedded = grad_embedded.masked_fill((input_ids == self.word.padding_idx)[..., None], 0)
         if self.compact:
-            return [grad, torch.zeros_like(tables).index_put_(where, grad_embedded, accumulate=True)]
-        start, end = self.table_span
-        grad[:, start:end].view_as(tables).index_put_(where, grad_embedded, accumulate=True)
-        return [grad]
+            return grads + [torch.zeros_like(tables).index_put_(where, grad_embedded, accumulate=True)]
+        grads[self.table_piece].view_as(tables).index_put_(where, grad_embedded, accumulate=True)
+        return grads
 
     def _unused_spans(self, batch: dict[str, torch.Tensor]) -> list[slice]:
         """Weights the loss never reaches (a pooler a head skips) have no gradient in the sequential path, and its
