@@ -32,18 +32,22 @@ data=$OUT/bbc.h5 sst2=$OUT/sst2_gender.h5
   --label-column label --group-column gender --out "$sst2"
 
 teacher=$OUT/runs/teacher
-if [ ! -f "$teacher/result.json" ]; then
-  echo "== $(date +%T) teacher" >&2
-  "$FEDNLP" centralized --data "$data" --task lm --model minilm --max-seq-length 64 --batch-size 16 \
-    --optimizer adamw --lr 1e-4 --steps 300 --eval-max-examples 200 --seed 0 --out "$teacher" --overwrite true
-fi
-[ -f "$teacher/disparity.json" ] || "$FEDNLP" fairness "$teacher" --metric disparity
-keep_record teacher disparity.json disparity_pairs.csv
+ensure_teacher() {  # trained when a student still needs it (a record keeps no model, so a rerun of a fully
+                    # recorded study trains nothing)
+  if [ ! -f "$teacher/result.json" ]; then
+    echo "== $(date +%T) teacher" >&2
+    "$FEDNLP" centralized --data "$data" --task lm --model minilm --max-seq-length 64 --batch-size 16 \
+      --optimizer adamw --lr 1e-4 --steps 300 --eval-max-examples 200 --seed 0 --out "$teacher" --overwrite true
+  fi
+  [ -f "$teacher/disparity.json" ] || "$FEDNLP" fairness "$teacher" --metric disparity
+  keep_record teacher disparity.json disparity_pairs.csv
+}
 
 student() {  # perturb augment seed: distil, measure the disparity, keep the record
   local name=students/student-$1-$2-s$3
   [ -f "$RECORDS/$name/disparity.json" ] && return 0
   if [ ! -f "$OUT/runs/$name/result.json" ]; then
+    ensure_teacher
     echo "== $(date +%T) distill $name" >&2
     "$FEDNLP" distill --teacher "$teacher" --perturb "$1" --augment "$2" --steps 300 --max-seq-length 32 \
       --batch-size 16 --optimizer adamw --lr 1e-3 --temperature 2 --eval-max-examples 200 --seed "$3" \
