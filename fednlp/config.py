@@ -46,7 +46,7 @@ class RunConfig:
     optimizer: str = _opt("sgd or adamw", default="adamw")
     weight_decay: float = _opt("weight decay of the optimizer", default=0.0)
     max_grad_norm: float | None = _opt("clip gradients to this norm (default: no clipping)")
-    precision: str = _opt("fp32, or bf16/fp16 autocast on GPU", default="fp32")
+    precision: str = _opt("fp32, or bf16 autocast (GPU or CPU), or fp16 autocast (GPU only)", default="fp32")
     device: str = _opt("auto (GPU local rank mod GPU count when CUDA is available, else CPU), cpu or cuda",
                        default="auto")
     seed: int = _opt("root seed of every random choice", default=0)

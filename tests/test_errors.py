@@ -144,6 +144,8 @@ CASES = [
          ("--model 'nosuch-model' could not be loaded", "built-in offline models: minilm, tiny-bert")),
     Case("train_unknown_algorithm", "unknown algorithm", train("--algorithm", "nosuch"),
          ("--algorithm 'nosuch' is not a known algorithm; known:", "fedavg", "fedprox")),
+    Case("train_fp16_on_the_cpu", "--precision fp16 without a GPU",
+         train("--precision", "fp16", "--device", "cpu"), ("--precision fp16 needs a GPU", "use bf16 or fp32")),
     # ------------------------------------------------------------------ cached frozen layers (--cache-frozen)
     Case("train_cache_frozen_without_freeze_layers", "--cache-frozen without --freeze-layers",
          train("--cache-frozen", "true"), ("--cache-frozen needs --freeze-layers K",)),

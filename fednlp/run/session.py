@@ -22,7 +22,7 @@ from fednlp.tasks.frozen_prefix import cached_prefix_features
 from fednlp.errors import UserError
 from fednlp.run.preflight import check_before_writing
 from fednlp.run.random_streams import Stream, run_rng
-from fednlp.run.device import pick_device
+from fednlp.run.device import check_precision, pick_device
 from fednlp.run.evaluation import (evaluate, evaluate_clients, evaluation_setting, eval_num_beams,
                                          generation_beams, show_progress)
 from fednlp.run.local_training import PhaseTimer
@@ -111,6 +111,7 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
     if comm.rank != 0:
         features = training_features(task, config)
     device = pick_device(comm.local_rank, config.device)
+    check_precision(device, config.precision)
     torch.manual_seed(config.seed)  # every rank builds the same initial model
     model = task.build_model(config.model)
     if config.freeze_layers is not None:
