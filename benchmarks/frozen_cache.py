@@ -5,6 +5,7 @@ tests).
     .venv/bin/python -m benchmarks.frozen_cache                  # classification: MiniLM, 20 Newsgroups, 256, K = 5
     .venv/bin/python -m benchmarks.frozen_cache --steps 10 --rebuild --dtype bf16
     .venv/bin/python -m benchmarks.frozen_cache --steps 8 --build-rows 512 --precision bf16   # bf16 autocast
+    .venv/bin/python -m benchmarks.frozen_cache --steps 8 --build-rows 512 --cls-only-last-block
     .venv/bin/python -m benchmarks.frozen_cache --head tagging --max-seq-length 128 --steps 8 --build-rows 512
     .venv/bin/python -m benchmarks.frozen_cache --head qa --max-seq-length 256 --steps 8 --build-rows 512
     .venv/bin/python -m benchmarks.frozen_cache --head seq2seq --max-seq-length 128 --steps 8 --build-rows 512
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"))
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                         help="the run's --precision: the build and all three modes' steps (bf16: autocast)")
+    parser.add_argument("--cls-only-last-block", action="store_true",
+                        help="classification: all three modes' last block computes the [CLS] row only")
     parser.add_argument("--rebuild", action="store_true", help="delete an earlier cache first (time its build)")
     parser.add_argument("--build-rows", type=int, default=0,
                         help="build the cache of the first N rows only and extrapolate its time (0: every row)")
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     from fednlp.tasks.base import Features
     from fednlp.tasks.frozen_prefix import (STORAGE, CachedPrefixFeatures, FrozenPrefix, build_cache_file,
                                             cache_shape, frozen_cache_path, load_or_build_cache)
+    from fednlp.tasks.cls_only import cls_only_last_block
     from fednlp.tasks.models import freeze_layers, load_tokenizer
     from fednlp.tasks.registry import resolve_task
 
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     config = RunConfig(data=str(data_path), model=args.model, task=args.head, max_seq_length=args.max_seq_length,
                        batch_size=args.batch_size, optimizer="adamw", lr=5e-5, freeze_layers=args.freeze_layers,
                        cache_frozen=True, frozen_cache_dtype=args.dtype, eval_batch_size=64,
-                       precision=args.precision, **options)
+                       precision=args.precision, cls_only_last_block=args.cls_only_last_block, **options)
     data = read_data_file(str(data_path), lazy=True)
     task = resolve_task(args.head, data.task_type, str(data_path))(data, load_tokenizer(args.model), config)
     features = load_or_build_features(task, str(data_path))
@@ -130,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         built = task.build_model(args.model)
         if k is not None:
             freeze_layers(built, k)
+        if args.cls_only_last_block:
+            cls_only_last_block(built, args.model)
         return built
 
     cached_model = model(args.freeze_layers)
@@ -176,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         "load_average_at_start": round(load, 2),
         "load_average_at_end": round(os.getloadavg()[0], 2), "model": args.model,
         "max_seq_length": args.max_seq_length, "freeze_layers": args.freeze_layers, "batch_size": args.batch_size,
-        "dtype": args.dtype, "precision": args.precision, "rows": rows_total, "width": width,
+        "dtype": args.dtype, "precision": args.precision, "cls_only_last_block": args.cls_only_last_block,
+        "rows": rows_total, "width": width,
         "train_rows": len(train_rows),
         "train_examples": len(train),
         "cache_rows_built": some.n_rows, "cache_reused": reused, "cache_build_s": round(build_s, 2),

@@ -59,6 +59,10 @@ class RunConfig:
     frozen_cache_dtype: str = _opt("--cache-frozen: the dtype the cached states are stored in: bf16, fp16 or fp32 "
                                    "(fp32: the same weights as computing the frozen blocks at every step)",
                                    default="bf16")
+    cls_only_last_block: bool = _opt("classification with a BERT-family model: the last block computes only the "
+                                     "[CLS] row the pooler reads (keys and values still over every token). Exact "
+                                     "without dropout; with dropout the same distribution, not the same random "
+                                     "stream (fednlp/tasks/cls_only.py)", default=False)
     doc_stride: int = _opt("QA: overlap, in tokens, between the windows of a long context (SQuAD recipes: "
                            "128 with --max-seq-length 384)", default=32)
     max_answer_length: int = _opt("QA: longest answer span, in tokens", default=30)

@@ -155,6 +155,7 @@ CONTEXTS: dict[str, tuple[Context, ...]] = {
     "dp_release": (_DP_ON,),  # first: a release of nothing says more than the options it would have used
     "activity_power": (Context("sampler", _one_of("activity"), "--sampler activity"),),
     "frozen_cache_dtype": (Context("cache_frozen", bool, "--cache-frozen true"),),
+    "cls_only_last_block": (Context("task", _one_of("classification"), "--task classification", later=True),),
     "eval_clients_every": (Context("eval_clients", lambda given: given is not None, "--eval-clients"),),
     "periods": (_CONTINUAL,), "rounds_per_period": (_CONTINUAL,), "storage_limit": (_CONTINUAL,),
     "augment_fraction": (_AUGMENT,), "augment_pairs": (_AUGMENT,),

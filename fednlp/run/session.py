@@ -23,6 +23,7 @@ from fednlp.errors import UserError
 from fednlp.run.preflight import check_before_writing
 from fednlp.run.random_streams import Stream, run_rng
 from fednlp.run.device import check_precision, pick_device
+from fednlp.tasks.cls_only import cls_only_last_block
 from fednlp.run.evaluation import (evaluate, evaluate_clients, evaluation_setting, eval_num_beams,
                                          generation_beams, show_progress)
 from fednlp.run.local_training import PhaseTimer
@@ -116,6 +117,8 @@ def open_session(config: RunConfig, comm: Any, run_name: str, resume: bool = Fal
     model = task.build_model(config.model)
     if config.freeze_layers is not None:
         freeze_layers(model, config.freeze_layers)
+    if config.cls_only_last_block:
+        cls_only_last_block(model, config.model)
     if check_model is not None:
         check_model(model)
     model = model.to(device)
