@@ -19,7 +19,9 @@ Attention runs transformers' eager implementation inside the group (SDPA has no 
 the mask built outside vmap. Dropout: vmap draws each client's masks independently (randomness="different")
 from a generator seeded by the group's first client; they are not the sequential path's masks, so a run with
 dropout is reproducible for a fixed world size and N, and equals the sequential run in distribution only. With
-dropout 0 (or frozen blocks in eval mode) the weights are the sequential path's to float rounding.
+dropout 0 (or frozen blocks in eval mode) the weights are the sequential path's to float rounding. Under
+`--precision bf16` the group step runs under the same autocast as the sequential path; bf16 rounds each matmul's
+inputs, so the two then agree as closely as bf16 does with fp32, not to float rounding.
 
 Where the group step cannot honour the run (`unsupported`), the run trains one client at a time and
 result.json's "parallel_clients" block says why.
@@ -41,6 +43,7 @@ from fednlp.federation.client_updates import touched_rows
 from fednlp.federation.group_batches import additive_mask, stack_batches
 from fednlp.federation.local_batches import local_batches
 from fednlp.federation.stacked_optim import StackedOptimizer, clip_stacked_
+from fednlp.run.device import autocast
 
 if TYPE_CHECKING:
     from fednlp.federation.round_plan import RoundPlan
@@ -64,8 +67,8 @@ def unsupported(federation: Federation) -> str | None:
         return "the algorithm's adjust_gradients hook is not known to act on each weight alone"
     if algorithm.needs_global_loss:
         return "the algorithm needs each client's loss at the global weights (needs_global_loss)"
-    if config.precision != "fp32":
-        return f"--precision {config.precision}: the group step runs in fp32"
+    if config.precision == "fp16":
+        return "--precision fp16: the group step has no GradScaler (bf16 and fp32 run grouped)"
     if config.cache_frozen:
         return "--cache-frozen: the cached prefix states are fed by patched forwards the group step does not run"
     if not federation.session.task.loss_ignores_padding:
@@ -273,11 +276,12 @@ class GroupTrainer:
         start = timer.add("data_loading", start)
         embedded = None if tables is None else tables[group, index]
         pieces = tuple(state[: len(self.layout)])
-        if tables is not None:
-            (grad, grad_embedded), loss = self._step(pieces, embedded, batch)
-        else:
-            grad, loss = self._step(pieces, None, batch)
-            grad_embedded = None
+        with autocast(device, self.config.precision):  # bf16: the sequential path's autocast, around the group
+            if tables is not None:
+                (grad, grad_embedded), loss = self._step(pieces, embedded, batch)
+            else:
+                grad, loss = self._step(pieces, None, batch)
+                grad_embedded = None
         grads = list(grad) if grad_embedded is None else self._with_table_gradient(
             list(grad), grad_embedded, tables, (group, index), batch["input_ids"])
         if self.prox:  # the algorithm's own elementwise hook (FedProx: mu (w - w_global)) on the stacked rows

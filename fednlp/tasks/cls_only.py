@@ -34,8 +34,9 @@ def cls_only_last_block(model: torch.nn.Module, model_name: str) -> None:
     base = getattr(model, "base_model", None)
     layers = getattr(getattr(base, "encoder", None), "layer", None)
     kind = getattr(config, "model_type", type(model).__name__)
+    classifier = type(model).__name__.endswith("SequenceClassification")
     if (kind != "bert" or getattr(config, "is_decoder", False) or getattr(base, "pooler", None) is None
-            or not isinstance(layers, torch.nn.ModuleList) or not type(model).__name__.endswith("SequenceClassification")):
+            or not isinstance(layers, torch.nn.ModuleList) or not classifier):
         raise UserError(f"--cls-only-last-block: --model {model_name!r} ({kind}) is not a BERT-family sequence "
                         "classifier with a pooler (the option needs one); leave it off")
     if config._attn_implementation not in ATTENTION:
