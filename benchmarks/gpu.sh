@@ -8,8 +8,8 @@
 # 4 ranks sharing the device (OMP_NUM_THREADS = cores / ranks), bf16 autocast off and on (cuda only),
 # each against its centralized floor, and reports examples/s federated vs centralized.
 # Section parallel (benchmarks/parallel_clients.py): WU-A, WU-B and WU-C (with MiniLM) one client after another
-# and --parallel-clients 10, each against its centralized floor, one repeat: R sequential vs cohort-parallel,
-# host and GPU peak memory (peak_cuda_mb).
+# and --parallel-clients 10, each against its centralized floor (bf16 autocast off and on, cuda only), one repeat:
+# R sequential vs cohort-parallel, host and GPU peak memory (peak_cuda_mb).
 # Section dp (benchmarks/dp_speed.py sample): one local step, non-private vs DP-SGD in every --dp-grad-sample
 # mode (hooks, ghost, func) and the naive loop, on tiny-bert (WU-A) and MiniLM (WU-C), and on MiniLM with
 # --freeze-layers 5 --cache-frozen (the cached-frozen step time: its `plain` row) beside --freeze-layers 5
@@ -77,8 +77,10 @@ if [[ " $sections " == *" parallel "* ]]; then
   parallel_units=(WU-A WU-B)
   [[ " ${units[*]} " == *" WU-C "* ]] && parallel_units+=(WU-C)
   [ -n "$only" ] && parallel_units=("${units[@]}")
-  "$python" -m benchmarks.parallel_clients --units "${parallel_units[@]}" --parallel 10 --repeats 1 \
-    --device "$device" ${rounds:+--rounds "$rounds"} 2>&1 | tee -a "${log:-/dev/null}"
+  for precision in "${precisions[@]}"; do  # bf16 on both sides too (cuda): where grouping pays most on a CPU
+    "$python" -m benchmarks.parallel_clients --units "${parallel_units[@]}" --parallel 10 --repeats 1 \
+      --device "$device" --precision "$precision" ${rounds:+--rounds "$rounds"} 2>&1 | tee -a "${log:-/dev/null}"
+  done
 fi
 if [[ " $sections " == *" dp "* ]]; then
   dp=("$python" -m benchmarks.dp_speed sample --device "$device" --steps "$dp_steps" --batch "$dp_batch"
