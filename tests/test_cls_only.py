@@ -1,7 +1,7 @@
 """`--cls-only-last-block` (fednlp/tasks/cls_only.py): the last block's [CLS] row alone gives the full block's
 logits and gradients; a run without dropout ends with the weights of the same run without the option, alone and
-with every path that runs the model differently (the frozen-layer cache, DP-SGD's per-example gradients,
-client-level DP, cohort-parallel clients); what it cannot serve is one line, exit 2."""
+with every path that runs the model differently (the frozen-layer cache, DP-SGD's per-example gradients in each
+mode, client-level DP, cohort-parallel clients); what it cannot serve is one line, exit 2."""
 
 from __future__ import annotations
 
@@ -66,6 +66,10 @@ WITH = {  # paths that run the model their own way, each with and without the op
     "plain": [],
     "cached frozen prefix": ["--freeze-layers", "1", "--cache-frozen", "true", "--frozen-cache-dtype", "fp32"],
     "DP-SGD": ["--dp", "sample", "--dp-clip", "1", "--dp-noise-multiplier", "1"],
+    "DP-SGD, Opacus hooks": ["--dp", "sample", "--dp-clip", "1", "--dp-noise-multiplier", "1",
+                             "--dp-grad-sample", "hooks"],
+    "DP-SGD, ghost clipping": ["--dp", "sample", "--dp-clip", "1", "--dp-noise-multiplier", "1",
+                               "--dp-grad-sample", "ghost"],
     "client-level DP": ["--dp", "client", "--dp-clip", "1", "--dp-noise-multiplier", "0.01"],  # noise this small
     # keeps round 2 well-conditioned (at 1 it starts from weights so noisy that float rounding grows to 1e-4)
     "cohort-parallel clients": ["--parallel-clients", "2"],
