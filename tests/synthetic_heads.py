@@ -1,5 +1,6 @@
 """A small synthetic data file for each head, shared by the tests that run every head tiny (the frozen-layer
-cache, cohort-parallel clients): rows of different lengths, so batches pad and QA contexts need windows."""
+cache, cohort-parallel clients, precision): rows of different lengths, so batches pad and QA contexts need
+windows."""
 
 from __future__ import annotations
 
@@ -8,6 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from fednlp.data.datafile import DataFile, write_data_file
+
+#: head -> (the built-in tiny model that runs it, the head's own flags of `fednlp train`).
+TINY_HEADS = {
+    "classification": ("tiny-bert", []),
+    "tagging": ("tiny-bert", []),
+    "qa": ("tiny-bert", ["--doc-stride", "8"]),
+    "seq2seq": ("tiny-bert", ["--max-target-length", "8", "--num-beams", "2"]),
+    "lm": ("tiny-gpt2", []),
+}
 
 WORDS = ("the cat sat on a mat dog ran far away into woods with big red ball near house tree paris london "
          "river bank opened closed market city").split()
@@ -41,3 +51,17 @@ def head_data_file(head: str, path: Path, n_train: int, n_test: int, high: int =
                         train, test)
     write_data_file(data, path)
     return path
+
+
+def uniform_head_files(root: Path, n_train: int, n_test: int, clients: int) -> dict[str, tuple[Path, Path]]:
+    """Every head's data file and a uniform partition of it over `clients` (seed 0), in root/<head>/."""
+    from fednlp.cli import main
+
+    files = {}
+    for head in TINY_HEADS:
+        data = head_data_file(head, root / head / "data.h5", n_train, n_test)
+        part = root / head / "part.h5"
+        assert main(["partition", "--data", str(data), "--out", str(part), "--method", "uniform", "--clients",
+                     str(clients), "--seed", "0"]) == 0
+        files[head] = data, part
+    return files

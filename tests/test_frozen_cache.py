@@ -18,39 +18,18 @@ from safetensors.torch import load_file
 
 import fednlp.run.session as session_module
 from fednlp.cli import main
-from synthetic_heads import head_data_file
+from synthetic_heads import TINY_HEADS, uniform_head_files
 from fednlp.errors import UserError
 from fednlp.tasks.frozen_prefix import FrozenPrefix
 
 HERE = Path(__file__).resolve().parent
 FEDNLP = str(Path(sys.executable).with_name("fednlp"))
-N_TRAIN, N_TEST = 40, 12
-
-
-def _data_file(head: str, path: Path) -> Path:
-    return head_data_file(head, path, N_TRAIN, N_TEST, high=30, qa_high=60)
-
-
-HEADS = {  # head -> (model, extra flags)
-    "classification": ("tiny-bert", []),
-    "tagging": ("tiny-bert", []),
-    "qa": ("tiny-bert", ["--doc-stride", "8"]),
-    "seq2seq": ("tiny-bert", ["--max-target-length", "8", "--num-beams", "2"]),
-    "lm": ("tiny-gpt2", []),
-}
+HEADS = TINY_HEADS  # head -> (model, extra flags)
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    root = tmp_path_factory.mktemp("frozen")
-    out = {}
-    for head in HEADS:
-        data = _data_file(head, root / head / "data.h5")
-        part = root / head / "part.h5"
-        assert main(["partition", "--data", str(data), "--out", str(part), "--method", "uniform", "--clients", "4",
-                     "--seed", "0"]) == 0
-        out[head] = data, part
-    return out
+    return uniform_head_files(tmp_path_factory.mktemp("frozen"), 40, 12, clients=4)
 
 
 def _args(head: str, files: dict, out: Path, *extra: str, k: int = 1, rounds: int = 2) -> list[str]:

@@ -1,5 +1,5 @@
 """--precision on the CPU (fednlp/run/device.py): bf16 is autocast there as on a GPU (it used to run fp32 while
-the run recorded bf16), for every head's training and evaluation; fp16 needs a GPU and is refused before the run
+the run recorded bf16), for every head's training; fp16 needs a GPU and is refused before the run
 directory is made."""
 
 from __future__ import annotations
@@ -12,28 +12,14 @@ import torch
 from safetensors.torch import load_file
 
 from fednlp.cli import main
-from synthetic_heads import head_data_file
+from synthetic_heads import TINY_HEADS, uniform_head_files
 
-HEADS = {  # head -> (model, extra flags)
-    "classification": ("tiny-bert", []),
-    "tagging": ("tiny-bert", []),
-    "qa": ("tiny-bert", ["--doc-stride", "8"]),
-    "seq2seq": ("tiny-bert", ["--max-target-length", "8", "--num-beams", "2"]),
-    "lm": ("tiny-gpt2", []),
-}
+HEADS = TINY_HEADS  # head -> (model, extra flags)
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    root = tmp_path_factory.mktemp("precision")
-    out = {}
-    for head in HEADS:
-        data = head_data_file(head, root / head / "data.h5", 24, 8, high=30, qa_high=60)
-        part = root / head / "part.h5"
-        assert main(["partition", "--data", str(data), "--out", str(part), "--method", "uniform", "--clients", "2",
-                     "--seed", "0"]) == 0
-        out[head] = data, part
-    return out
+    return uniform_head_files(tmp_path_factory.mktemp("precision"), 24, 8, clients=2)
 
 
 def _train(files: dict, head: str, out: Path, *extra: str) -> int:
